@@ -1,0 +1,59 @@
+# Thin wrappers: every target sets up what it needs first (idempotent).
+# The two commands of the README:  make demo   and   make test
+SHELL := /bin/bash
+PYTHON311 ?= $(shell command -v python3.11 || command -v python3)
+VENV      := .venv
+BIN       := $(CURDIR)/$(VENV)/bin
+PY        := $(BIN)/python
+# nbgrader shells out to alembic: the venv's bin must come first on PATH.
+export PATH := $(BIN):$(PATH)
+JOBS      ?=
+
+.PHONY: setup system release demo grade feedback test slides lab bench clean help
+help:
+	@echo "make demo    the instructor's loop on the bundled sample class"
+	@echo "make test    the whole test suite (installs browser, fonts, bubblewrap when root)"
+	@echo "make release regenerate release/ (student version) from source/"
+	@echo "make slides  offline reveal.js slides of the lecture deck"
+	@echo "make grade   autograde everything under submitted/ (JOBS=n, REGRADE=1)"
+	@echo "make lab     JupyterLab with nbgrader and RISE on http://127.0.0.1:8888"
+	@echo "make bench   grading and operator benchmarks (prints ratios)"
+
+setup: $(VENV)/.done
+$(VENV)/.done: requirements.txt scripts/setup-venv
+	@scripts/setup-venv "$(PYTHON311)" "$(VENV)"
+	@touch $@
+
+node_modules/.done: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+system:
+	@scripts/system-deps
+
+release: setup
+	$(BIN)/nbgrader generate_assignment channels --force
+
+demo: setup
+	$(PY) -m grading demo $(if $(JOBS),-j $(JOBS))
+
+grade: setup
+	$(PY) -m grading grade $(if $(JOBS),-j $(JOBS)) $(if $(REGRADE),--regrade)
+
+feedback: setup
+	$(PY) -m grading feedback
+
+slides: setup node_modules/.done
+	$(PY) course/build_slides.py
+
+test: setup node_modules/.done system
+	$(PY) -m pytest -n 2 tests
+
+bench: setup
+	$(PY) -m grading.bench
+
+lab: setup
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+
+clean:
+	rm -rf submitted autograded/*/ feedback gradebook.db grades.csv .grading course/build test-artifacts

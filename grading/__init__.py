@@ -1,0 +1,12 @@
+"""The instructor's grading pipeline for the course, run as `python -m grading <command>`.
+
+    python -m grading demo        the whole loop on the bundled sample class
+    python -m grading grade       autograde everything under submitted/ (parallel, sandboxed)
+    python -m grading feedback    feedback HTML for every graded submission
+    python -m grading export      grades.csv
+
+Modules: rebuild (what is graded: release cells + the student's answers), batch (the
+parallel, fail-safe autograde), verify and sandbox (out-of-kernel checks, the kernel's
+jail), feedback (no hidden test code in feedback), report (tables and the attention
+list), fill (sample code into notebooks). Importing the package imports none of them.
+"""

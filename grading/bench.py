@@ -1,0 +1,240 @@
+"""`make bench`: how fast grading is, how long the student notebook runs, how fast each operator is.
+
+Absolute times on a shared 2-core machine are noisy, so every section prints ratios to a
+yardstick measured in the same run:
+
+- grading is compared to the *import floor*, the time of a bare ``python -c "import torch"``
+  (no grader can check a torch notebook faster than torch imports). The goal: a batch of 8
+  reference submissions costs at most 1.5x the import floor per submission (aim: 1.0x).
+- the operators of the assignment are compared to a plain matrix product with the same
+  number of floating-point operations, the machine's practical ceiling.
+
+The operators are the reference solutions of source/<assignment>/<assignment>.ipynb (its
+solution cells are executed here), so the bench follows the assignment as it changes.
+GFLOP/s count a multiply and an add as two operations.
+
+    python -m grading.bench            # the full run, a few minutes
+    python -m grading.bench --quick    # smaller sizes and batches: a smoke test
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "channels"
+GOAL, AIM = 1.5, 1.0  # seconds per graded submission, in units of the import floor
+# nbgrader's solution delimiters, removed to turn a source cell into a student's answer.
+_SOLUTION_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
+# The deck's layer: c_i = c_o = 100 channels, a 5x5 kernel, a 64x64 output.
+LAYER = dict(c_i=100, c_o=100, k=5, m=64)
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def source_notebook(root=ROOT, assignment=ASSIGNMENT):
+    return nbformat.read(str(Path(root) / "source" / assignment / f"{assignment}.ipynb"), as_version=4)
+
+
+def answer(cell):
+    """A source solution cell's text as a student who wrote the reference would hand it in."""
+    return _SOLUTION_MARKER.sub("", cell.source)
+
+
+def reference_functions(source_nb):
+    """Execute the source notebook's code cells except the tests; return the names they define."""
+    namespace = {}
+    for cell in source_nb.cells:
+        if cell.cell_type == "code" and not _nbgrader(cell).get("grade"):
+            exec(compile(answer(cell), f"<{_nbgrader(cell).get('grade_id', 'cell')}>", "exec"), namespace)
+    return namespace
+
+
+def reference_submission(source_nb, release_nb):
+    """The release notebook with every answer cell holding the reference solution."""
+    solutions = {_nbgrader(c)["grade_id"]: answer(c) for c in source_nb.cells if _nbgrader(c).get("solution")}
+    nb = nbformat.from_dict(release_nb)
+    for cell in nb.cells:
+        grade_id = _nbgrader(cell).get("grade_id")
+        if grade_id in solutions:
+            cell.source = solutions[grade_id]
+    return nb
+
+
+# --- the yardstick ----------------------------------------------------------------
+
+def import_floor(repeats):
+    """Wall times of `repeats` fresh `python -c "import torch"` (the least any torch process costs)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# --- operators ----------------------------------------------------------------------
+
+def operator_rows(fns, quick):
+    """(name, device, layer, seconds, GFLOP/s) for each way to compute the deck's layer."""
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, str(ROOT / "source" / ASSIGNMENT))
+    from checks import best_time, loop_corr2d_multi_in_out
+
+    full = LAYER if not quick else dict(c_i=32, c_o=32, k=5, m=32)
+    # The Python loops would take minutes on the full layer: they run on a smaller one and
+    # are compared by rate, which does not depend on the size once the loop dominates.
+    per_pixel = dict(full, m=16 if not quick else 8)
+    per_pair = dict(c_i=4, c_o=4, k=5, m=16 if not quick else 8)
+
+    def layer_inputs(c_i, c_o, k, m, device):
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(c_i, m + k - 1, m + k - 1, generator=g)
+        K = torch.randn(c_o, c_i, k, k, generator=g)
+        return X.to(device), K.to(device)
+
+    def matmul_inputs(c_i, c_o, k, m, device):  # (c_o, c_i k k) @ (c_i k k, m m): the layer's FLOPs
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(c_o, c_i * k * k, generator=g).to(device),
+                torch.randn(c_i * k * k, m * m, generator=g).to(device))
+
+    def row(name, fn, layer, device, repeats, inputs=layer_inputs):
+        seconds = best_time(fn, inputs(**layer, device=device), repeats)
+        flop = 2 * fns["conv_flops"](layer["c_i"], layer["c_o"], layer["k"], layer["k"], layer["m"], layer["m"])
+        size = f"{layer['c_i']}x{layer['c_o']}x{layer['k']}x{layer['k']} m={layer['m']}"
+        return name, device, size, seconds, flop / seconds / 1e9
+
+    repeats = 5 if not quick else 2
+    rows = []
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        rows += [
+            row("matmul, same FLOPs (ceiling)", torch.matmul, full, device, repeats, matmul_inputs),
+            row("F.conv2d", lambda X, K: F.conv2d(X[None], K)[0], full, device, repeats),
+            row("corr2d_multi_in_out_fast (solution)", fns["corr2d_multi_in_out_fast"], full, device, repeats),
+            row("loop over output pixels (checks.py)", loop_corr2d_multi_in_out, per_pixel, device, 1),
+        ]
+        if device == "cpu":  # on a GPU these tiny per-pixel steps would only measure kernel launches
+            rows.append(row("loops per channel pair (solution)", fns["corr2d_multi_in_out"], per_pair, device, 1))
+    return rows
+
+
+def print_operators(rows):
+    print("operators: GFLOP/s on the layer c_i x c_o x k x k with an m x m output (the deck's: 100x100x5x5 m=64;"
+          " the loops on a smaller one), and as a fraction of a matmul of the same FLOPs")
+    ceiling = {device: gflops for name, device, _, _, gflops in rows if name.startswith("matmul")}
+    for name, device, what, seconds, gflops in rows:
+        print(f"  {name:37s} {device:4s} {what:17s} {seconds * 1e3:9.2f} ms {gflops:9.3f} GFLOP/s "
+              f"{gflops / ceiling[device]:8.4f} x matmul")
+
+
+# --- the student notebook ---------------------------------------------------------------
+
+def run_student_notebook(nb, release_dir):
+    """Execute nb end to end in a fresh kernel, in a copy of the release folder; return seconds."""
+    from nbclient import NotebookClient
+    with tempfile.TemporaryDirectory(prefix="bench-nb-") as tmp:
+        shutil.copytree(release_dir, tmp, dirs_exist_ok=True)
+        start = time.perf_counter()
+        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp}})
+        client.execute(stderr=subprocess.DEVNULL)  # the kernel's start-up chatter; errors still raise
+        return time.perf_counter() - start
+
+
+# --- grading ------------------------------------------------------------------------
+
+def grading_time(nb, n, jobs, release_name):
+    """Grade n copies of nb with grading.batch.grade in a scratch copy of the course.
+
+    Returns (seconds, results); the clock covers what `make grade` does for n students.
+    """
+    from grading.batch import grade
+    from grading.fill import write_submission
+    with tempfile.TemporaryDirectory(prefix="bench-course-") as tmp:
+        course = copy_course(Path(tmp))
+        students = [f"bench{i:02d}" for i in range(n)]
+        for student in students:
+            write_submission(course, student, {release_name: nb})
+        start = time.perf_counter()
+        results = grade(course, assignment=ASSIGNMENT, students=students, jobs=jobs, progress=False)
+        return time.perf_counter() - start, results
+
+
+def check_full_marks(results, n):
+    """A bench of failing submissions would time the wrong thing: say so loudly."""
+    totals = sorted({(r.status, r.total, r.max_total) for r in results})
+    if len(results) != n or len(totals) != 1 or totals[0][0] != "graded":
+        print(f"  WARNING: the reference submissions were not all graded alike: {totals}")
+        return
+    _, total, max_total = totals[0]
+    print(f"  every reference submission scored {total:g}/{max_total:g} (the manual answer awaits the formgrader)")
+
+
+def copy_course(dest):
+    """The instructor's files of the course (never its gradebook or submissions) under dest."""
+    for name in ["nbgrader_config.py", "source", "release", "grading"]:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m grading.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and batches (a smoke test, ~1 min)")
+    parser.add_argument("-n", type=int, default=None, help="submissions per grading batch (default 8, quick 2)")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel grading jobs (default: grade's)")
+    args = parser.parse_args(argv)
+    # nbgrader shells out to `alembic`: the venv's bin must be on PATH, as `make` puts it.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    n = args.n or (2 if args.quick else 8)
+
+    source_nb = source_notebook()
+    release_dir = ROOT / "release" / ASSIGNMENT
+    release_path = release_dir / f"{ASSIGNMENT}.ipynb"
+    submission = reference_submission(source_nb, nbformat.read(str(release_path), as_version=4))
+
+    # The yardstick is measured before and after the grading runs, so that both see the same machine.
+    floors = import_floor(1 if args.quick else 3)
+
+    print(f"grading a batch of {n} reference submissions (grading.batch.grade, as `make grade`):")
+    runs = [("sequential", 1), ("parallel", args.jobs or os.cpu_count() or 1)]
+    seconds = {}
+    for label, jobs in runs:
+        seconds[label], results = grading_time(submission, n, jobs, release_path.name)
+        check_full_marks(results, n)
+    floors += import_floor(1 if args.quick else 2)
+    floor = statistics.median(floors)
+    print(f'import floor: python -c "import torch" takes {floor:.2f} s '
+          f"(median of {len(floors)}, before and after grading)")
+    for label, jobs in runs:
+        each = seconds[label] / n
+        print(f"  {label + f', jobs={jobs}':22s} {seconds[label]:7.1f} s, {each:6.2f} s/submission "
+              f"= {each / floor:5.2f} x import floor")
+    ratio = seconds["parallel"] / n / floor
+    verdict = "PASS" if ratio <= GOAL else "FAIL"
+    print(f"grading goal: {ratio:.2f} x import floor per submission in parallel "
+          f"(goal <= {GOAL}, aim {AIM}): {verdict}")
+
+    seconds = run_student_notebook(nbformat.from_dict(submission), release_dir)
+    print(f"student notebook: the release notebook with the reference solutions, end to end: "
+          f"{seconds:.1f} s = {seconds / floor:.2f} x import floor")
+
+    print_operators(operator_rows(reference_functions(source_nb), args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

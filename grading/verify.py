@@ -1,0 +1,537 @@
+"""Out-of-kernel verification: re-run each test cell where the student's code cannot reach it.
+
+Inside the graded kernel a submission can change anything: monkeypatch torch.allclose or
+checks.assert_close, change how IPython runs or reports cells, swallow exceptions, keep
+a convolution under another name. So every autograded test cell is run a second time:
+
+- here, in the grader's process (trusted): the test cell's code from the INSTRUCTOR's
+  source notebook, with the instructor's checks.py, in a clean namespace where each
+  answer name (corr2d, ...) is a `Proxy`;
+- each proxy call goes to a child process (grading/verify_child.py, jailed by
+  grading/sandbox.py) that ran the student's cells and nothing else, and that has
+  torch's convolution operators blocked at the dispatcher.
+
+Only data crosses (JSON and raw tensor bytes, never pickle), and this side never
+executes student code, so all comparisons, tolerances and messages are the
+instructor's. The child's arguments go back and forth: in-place changes to an argument
+are copied back, so "inputs unchanged" checks see them; checks.record_ops gets the
+operators the child ran, so "one matrix product" and "no per-pixel loop" checks work;
+timing checks time the round trip.
+
+    verify_notebook(course_root, assignment, notebook) -> {grade_id: Verdict}
+
+The pipeline reconciles these verdicts with the kernel's (grading/batch.py): the
+verifier's verdict wins, disagreements are reported to the instructor.
+
+    python -m grading.verify COURSE ASSIGNMENT NOTEBOOK.ipynb    print the verdicts as JSON
+"""
+import ast
+import builtins
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from grading import sandbox
+from grading.verify_child import MAX_HEADER, ProtocolError, decode, encode, pack, unpack_header
+
+CHILD = Path(__file__).with_name("verify_child.py")
+CHILD_INSIDE = "/verifier/verify_child.py"
+#: Seconds: one call of a student's function; starting the child and running the
+#: student's cells (torch's import included); everything for one notebook.
+CALL_TIMEOUT = 30
+SETUP_TIMEOUT = 120
+TOTAL_TIMEOUT = 300
+MAX_MESSAGE = 1000
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
+
+
+@dataclass
+class Verdict:
+    """The verifier's result for one test cell."""
+    grade_id: str
+    passed: bool
+    message: str = ""
+
+
+class VerifierError(Exception):
+    """The child could not answer: it hung, died, or broke the protocol."""
+
+
+class ForbiddenOperator(AssertionError):
+    """The student's function reached a convolution operator (blocked in the child)."""
+
+
+class StudentError(Exception):
+    """An exception of the student's code whose type is not a built-in one."""
+
+
+# --- What to run: the instructor's notebook says -------------------------------------------------
+
+@dataclass
+class Plan:
+    tests: list          # [(grade_id, code)] autograded test cells, in order
+    answers: list        # names the solution cells define (corr2d, train_hours, ...)
+    solution_ids: set    # grade_ids of solution cells
+    imports: dict        # grade_id -> code of read-only cells that only import
+    instructor_ids: set  # every grade_id of the source notebook
+
+
+def plan_from(source_nb):
+    """Read the test cells, answer names and import cells from the instructor's notebook."""
+    plan = Plan([], [], set(), {}, set())
+    for cell in source_nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if gid:
+            plan.instructor_ids.add(gid)
+        if cell.cell_type != "code" or not gid:
+            continue
+        if meta.get("solution"):
+            plan.solution_ids.add(gid)
+            plan.answers += [n for n in _defined_names(cell.source) if n not in plan.answers]
+        elif meta.get("grade"):
+            plan.tests.append((gid, cell.source))
+        elif _only_imports(cell.source):
+            plan.imports[gid] = cell.source
+    return plan
+
+
+def _defined_names(source):
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _only_imports(source):
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
+
+
+def student_cells(notebook, plan):
+    """[{"label", "source"}]: what the child runs, in the notebook's order.
+
+    The student's answers and own cells, and the instructor's import cells (their source
+    from the instructor's notebook); never test cells or other instruction cells.
+    """
+    cells = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in plan.solution_ids:
+            cells.append({"label": f"<answer cell {gid}>", "source": cell.source})
+        elif gid in plan.imports:
+            cells.append({"label": f"<cell {gid}>", "source": plan.imports[gid]})
+        elif gid not in plan.instructor_ids:
+            cells.append({"label": f"<your cell {index + 1}>", "source": cell.source})
+    return cells
+
+
+# --- The child process --------------------------------------------------------------------------
+
+class Child:
+    """A jailed verify_child.py that ran the student's cells; `call` runs one of their functions."""
+
+    def __init__(self, course_root, assignment, cells, answers, deadline):
+        self.course_root, self.assignment = Path(course_root), assignment
+        self.cells, self.answers, self.deadline = cells, answers, deadline
+        self.proc = None
+        self.dead = None      # why the current child cannot answer any more
+        self.restarts = 0     # children replaced after a hang or crash
+        self.setup = None     # the child's report on the student's cells
+
+    # Lifetime.
+    def start(self):
+        import torch
+        to_child, self._child_in = os.pipe()
+        self._child_out, from_child = os.pipe()
+        for fd in (to_child, from_child):
+            _widen(fd)
+        workdir = f"{sandbox.INSIDE_ROOT}/{self.assignment}"
+        helpers = sandbox.helper_files(self.course_root, self.assignment)
+        ok, reason = sandbox.sandbox_status()
+        if ok:
+            cmd = [sys.executable, "-I", CHILD_INSIDE, str(to_child), str(from_child)]
+            argv, cwd = sandbox.sandbox_argv(cmd, workdir=workdir, helper_files=helpers,
+                                             ro_binds=[(str(CHILD), CHILD_INSIDE)]), None
+        elif sandbox.unsandboxed_allowed():
+            cwd = self._scratch = tempfile.mkdtemp(prefix="channels-verify-")
+            for src, name in helpers:
+                Path(cwd, name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, Path(cwd, name))
+            argv = [sys.executable, "-I", str(CHILD), str(to_child), str(from_child)]
+        else:
+            raise RuntimeError(sandbox.refusal(reason))
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, pass_fds=(to_child, from_child), start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=None if ok else sandbox.apply_limits)
+        os.close(to_child)
+        os.close(from_child)
+        os.set_blocking(self._child_in, False)
+        os.set_blocking(self._child_out, False)
+        self.dead = None
+        header, blobs = self._exchange({"op": "setup", "cells": self.cells, "names": self.answers,
+                                        "cell_timeout": CALL_TIMEOUT}, [], SETUP_TIMEOUT, "运行你的代码单元格")
+        errors, names = header.get("errors"), header.get("names")
+        if not (isinstance(errors, list) and isinstance(names, dict)):
+            self._fail("独立校验 (verification) 进程的回复不合规范（setup）")
+        values = {}
+        for name, info in names.items():
+            if isinstance(info, dict) and "value" in info:
+                try:
+                    values[name] = decode(info["value"], blobs, torch)
+                except ProtocolError as e:
+                    self._fail(f"独立校验 (verification) 进程的回复不合规范（{e}）")
+        self.setup = {"errors": errors, "names": names, "values": values}
+
+    def ensure_running(self):
+        """Before each test cell: start the child, or replace one that died or hung in a call.
+
+        One test's hang or crash must not fail the others (in the kernel, the next cell runs
+        too). A child that could not even run the student's cells is not tried again.
+        """
+        if self.proc is not None and not (self.dead and self.setup is not None):
+            return
+        if self.proc is not None:
+            self.restarts += 1
+            self.stop()
+        self.setup = None
+        try:
+            self.start()
+        except VerifierError as e:
+            self.dead = str(e)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.write(self._child_in, pack({"op": "exit"}))
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+        for fd in (getattr(self, "_child_in", None), getattr(self, "_child_out", None)):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._child_in = self._child_out = None
+        if getattr(self, "_scratch", None):
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            # Its own session: prlimit/bwrap and (with --die-with-parent) the whole jail go.
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # Calls.
+    def call(self, name, args, kwargs, record):
+        """Run name(*args, **kwargs) in the child; return the decoded reply."""
+        import torch
+        if self.dead:
+            raise VerifierError(self.dead)
+        blobs = []
+        request = {"op": "call", "name": name, "record": record, "timeout": CALL_TIMEOUT,
+                   "args": encode(tuple(args), blobs, torch), "kwargs": encode(dict(kwargs), blobs, torch)}
+        return self._exchange(request, blobs, CALL_TIMEOUT, f"调用 {name}")
+
+    def _left(self):
+        return self.deadline - time.monotonic()
+
+    def _exchange(self, header, blobs, timeout, what):
+        if self._left() <= 0:
+            self._fail(f"独立校验 (verification) 用完了 {TOTAL_TIMEOUT} 秒的总时间")
+        limit = min(timeout, self._left())
+        deadline = time.monotonic() + max(limit, 0)
+        try:
+            self._write(pack(header, blobs), deadline)
+            (size,) = struct.unpack(">I", self._read(4, deadline))
+            if size > MAX_HEADER:
+                raise ProtocolError(f"header of {size} bytes")
+            reply, sizes = unpack_header(self._read(size, deadline))
+            return reply, [self._read(n, deadline) for n in sizes]
+        except TimeoutError:
+            self._fail(f"独立校验 (verification) 中{what}超过 {limit:.0f} 秒没有结束（死循环或太慢？）")
+        except (EOFError, BrokenPipeError):
+            try:
+                code = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                code = self.proc.returncode
+            how = f"被信号 {-code} 终止" if code is not None and code < 0 else f"退出码 {code}"
+            self._fail(f"独立校验 (verification) 进程在{what}时意外退出（{how}；内存超限、os._exit 或崩溃？）")
+        except ProtocolError as e:
+            self._fail(f"独立校验 (verification) 进程的回复不合规范（{e}）")
+
+    def _fail(self, message):
+        self.dead = message
+        self._kill()
+        raise VerifierError(message)
+
+    def _write(self, data, deadline):
+        view = memoryview(data)
+        while view:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([], [self._child_in], [], wait)[1]:
+                raise TimeoutError
+            view = view[os.write(self._child_in, view[:65536]):]
+
+    def _read(self, n, deadline):
+        chunks = []
+        while n:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([self._child_out], [], [], wait)[0]:
+                raise TimeoutError
+            chunk = os.read(self._child_out, min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+
+def _widen(fd):
+    """Room for a whole message of tensors in the pipe: one write, no ping-pong of wake-ups."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default works, a little slower
+
+
+# --- The trusted side of a call ---------------------------------------------------------------------
+
+class Proxy:
+    """Stands for the student's function `name` in a test cell; the call runs in the child."""
+
+    def __init__(self, child, name):
+        self._child, self.__name__ = child, name
+        self.__qualname__ = name
+
+    def __repr__(self):
+        return f"<function {self.__name__} (verified in a sandbox)>"
+
+    def __call__(self, *args, **kwargs):
+        return self.recorded(*args, _record=False, **kwargs)[0]
+
+    def recorded(self, *args, _record=True, **kwargs):
+        """Call and return (result, the aten operators the call ran in the child)."""
+        import torch
+        from torch.utils._python_dispatch import _disable_current_modes
+        # Our own tensor work must not show up in an operator log of the test cell.
+        with _disable_current_modes(), torch.no_grad():
+            reply, blobs = self._child.call(self.__name__, args, kwargs, _record)
+            try:
+                return self._result(reply, blobs, args, torch)
+            except ProtocolError as e:
+                raise VerifierError(f"独立校验 (verification) 进程的回复不合规范（{e}）") from None
+
+    def _result(self, reply, blobs, args, torch):
+        name = self.__name__
+        blocked = reply.get("blocked") or []
+        if blocked:
+            ops = "、".join(str(op)[:60] for op in blocked[:5])
+            raise ForbiddenOperator(f"{name} 调用了卷积算子 (convolution operator) {ops}，在独立校验中被拦截："
+                                    "本题只能用张量运算自己实现。")
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+        changed = reply.get("changed") or {}
+        if not isinstance(changed, dict):
+            raise ProtocolError("bad list of changed arguments")
+        for index, value in changed.items():
+            i = int(index) if str(index).isdigit() else -1
+            new = decode(value, blobs, torch)
+            if not (0 <= i < len(args) and isinstance(args[i], torch.Tensor) and isinstance(new, torch.Tensor)):
+                raise ProtocolError("changed argument out of range")
+            args[i].set_(new.to(args[i].device))  # the in-place change the student's code made
+        if not reply.get("ok"):
+            raise _student_exception(reply.get("error"), name)
+        ops = reply.get("ops")
+        if ops is not None and not (isinstance(ops, list) and len(ops) < 10**6 and all(isinstance(o, str) for o in ops)):
+            raise ProtocolError("bad operator list")
+        return _to_device(decode(reply.get("result"), blobs, torch), device, torch), list(ops or [])
+
+
+def _to_device(value, device, torch):
+    """The child computes on the CPU; results go where the arguments were."""
+    if device is None or device.type == "cpu":
+        return value
+    if isinstance(value, (torch.Tensor, torch.nn.Module)):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device, torch) for v in value)
+    return value
+
+
+def _student_exception(error, function):
+    """The exception the student's function raised, rebuilt from its type name and message."""
+    error = error if isinstance(error, dict) else {}
+    name = str(error.get("type", "Exception"))
+    name = name if _IDENTIFIER.match(name) else "Exception"
+    message = str(error.get("message", ""))[:MAX_MESSAGE]
+    cls = getattr(builtins, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)) or cls is ProtocolError:
+        cls = type(name, (StudentError,), {})
+    try:
+        exc = cls(message)
+    except Exception:  # noqa: BLE001 (built-ins such as UnicodeDecodeError need more arguments)
+        exc = type(name, (StudentError,), {})(message)
+    exc.verify_function = function
+    return exc
+
+
+# --- Running the instructor's test cells -----------------------------------------------------------
+
+@contextlib.contextmanager
+def instructor_modules(folder, proxy_type=Proxy):
+    """Make the instructor's helper modules (checks.py) importable as themselves, for a while.
+
+    checks.record_ops is the one place where test cells record operators; for a proxy it
+    returns the operators the child ran instead.
+    """
+    names = {p.stem: p for p in Path(folder).glob("*.py") if _IDENTIFIER.match(p.stem)}
+    saved = {name: sys.modules.pop(name, None) for name in names}
+    try:
+        for name, path in names.items():
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            original = getattr(module, "record_ops", None)
+            if callable(original):
+                def record_ops(fn, *args, _original=original):
+                    if isinstance(fn, proxy_type):
+                        return fn.recorded(*args)
+                    return _original(fn, *args)
+                record_ops.__doc__ = original.__doc__
+                module.record_ops = record_ops
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def run_test(grade_id, code, bindings):
+    """Run one test cell with `bindings` for the answer names; return a Verdict."""
+    namespace = {"__name__": "__verify__", "__builtins__": builtins, **bindings}
+    try:
+        exec(compile(code, f"<test {grade_id}>", "exec"), namespace)
+    except VerifierError as e:
+        return Verdict(grade_id, False, str(e))
+    except Exception as e:  # noqa: BLE001 (any failure of the test is the verdict)
+        return Verdict(grade_id, False, _describe_failure(e, grade_id))
+    return Verdict(grade_id, True, "")
+
+
+def _describe_failure(e, grade_id):
+    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if not str(e):
+        tb = e.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == f"<test {grade_id}>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        if line:
+            text += f"（测试单元格第 {line} 行）"
+    function = getattr(e, "verify_function", None)
+    if function:
+        text = f"{function} 出错：{text}"
+    return text[:MAX_MESSAGE]
+
+
+def verify_notebook(course_root, assignment, notebook, notebook_name=None):
+    """Verify every autograded test cell of `notebook` (the student's graded NotebookNode).
+
+    Returns {grade_id: Verdict} for the test cells of the instructor's source notebook
+    source/<assignment>/<notebook_name or assignment>.ipynb.
+    """
+    course_root = Path(course_root)
+    folder = course_root / "source" / assignment
+    source = nbformat.read(folder / f"{notebook_name or assignment}.ipynb", as_version=4)
+    plan = plan_from(source)
+    cells = student_cells(notebook, plan)
+    deadline = time.monotonic() + TOTAL_TIMEOUT
+    verdicts = {}
+    with Child(course_root, assignment, cells, plan.answers, deadline) as child, instructor_modules(folder):
+        for grade_id, code in plan.tests:
+            child.ensure_running()
+            verdict = run_test(grade_id, code, _bindings(child))
+            if not verdict.passed and child.setup and child.setup["errors"]:
+                verdict.message = _with_setup_errors(verdict.message, child.setup["errors"])
+            verdicts[grade_id] = verdict
+    return verdicts
+
+
+def _bindings(child):
+    """The answer names as the test cell sees them: proxies for functions, values as sent."""
+    if child.setup is None:  # the child never came up: every call reports why
+        return {name: Proxy(child, name) for name in child.answers}
+    bindings = {}
+    for name in child.answers:
+        info = child.setup["names"].get(name, {})
+        if isinstance(info, dict) and info.get("callable"):
+            bindings[name] = Proxy(child, name)
+        elif name in child.setup["values"]:
+            bindings[name] = child.setup["values"][name]
+    return bindings
+
+
+def _with_setup_errors(message, errors):
+    errors = [e for e in errors if isinstance(e, dict)]
+    errors.sort(key=lambda e: not str(e.get("cell", "")).startswith("<answer"))  # answers first
+    notes = "；".join(f"{e.get('cell', '?')} {e.get('type', '')}: {str(e.get('message', ''))[:120]}"
+                     for e in errors[:3])
+    return f"{message}（你的代码单元格运行出错：{notes}）"[:MAX_MESSAGE]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    course, assignment, path = argv
+    notebook = nbformat.read(path, as_version=4)
+    verdicts = verify_notebook(course, assignment, notebook, Path(path).stem)
+    print(json.dumps({k: asdict(v) for k, v in verdicts.items()}, ensure_ascii=False, indent=1))
+    return 0 if all(v.passed for v in verdicts.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""nbgrader settings for the course 多输入多输出通道 (D2L §6.4).
+
+nbgrader reads this file whenever it runs in this folder: `make grade`, `make demo`,
+a plain `nbgrader autograde channels`, and the formgrader in JupyterLab. Keep
+`.venv/bin` on PATH when you call nbgrader yourself (it shells out to `alembic`).
+The code behind the custom steps lives in the `grading/` package next to this file.
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # so that nbgrader can import grading.* preprocessors
+    sys.path.insert(0, HERE)
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+# --- The course -------------------------------------------------------------------
+c.CourseDirectory.course_id = "d2l-channels"
+c.CourseDirectory.root = HERE
+
+# --- Sandbox (grading/sandbox.py) --------------------------------------------------
+# Every notebook nbgrader executes here (autograde, also a plain `nbgrader autograde`)
+# runs in the kernel `channels-sandbox`: ipykernel inside bubblewrap, no network, a
+# read-only system, only the instructor's checks.py in its working directory, rlimits.
+# Without bubblewrap that kernel refuses to start unless CHANNELS_ALLOW_UNSANDBOXED=1.
+from grading import sandbox  # noqa: E402
+
+os.environ[sandbox.COURSE_ENV] = HERE  # whose source/<assignment>/checks.py the jail gets
+if sys.argv[1:2] == ["autograde"]:  # `nbgrader autograde ...`: refuse up front, not per notebook
+    sandbox.refuse_unless_sandboxed()
+sandbox.ensure_kernelspec()
+c.Execute.kernel_name = sandbox.KERNEL_NAME
+# TCP cannot leave the jail's network namespace: IPC sockets in a private, absolute directory.
+c.KernelManager.transport = "ipc"
+c.KernelManager.ip = os.path.join(sandbox.ipc_directory(), "kernel")
+c.Execute.timeout = 120  # seconds per cell; then the kernel is interrupted (by message)
+c.Execute.interrupt_on_timeout = True
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_traceback = 100
+
+# --- Autograding (grading/rebuild.py, grading/batch.py) ----------------------------
+# Grade the release notebook's cells with the student's answers put in (edited, deleted
+# or duplicated test cells and changed points cannot change the grade); then nbgrader's
+# own sanitizing steps. `make grade` adds the batch safety around this.
+from nbgrader.preprocessors import (  # noqa: E402
+    CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec)
+from grading.rebuild import RebuildFromRelease  # noqa: E402
+
+c.Autograde.sanitize_preprocessors = [
+    RebuildFromRelease, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
+
+# --- Feedback (grading/feedback.py) ------------------------------------------------
+# nbgrader's steps, then: no hidden test code and no tracebacks in test cells, only the
+# failure messages (nbgrader #917, #1156, #1363).
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+from grading.feedback import HideHiddenTests  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]

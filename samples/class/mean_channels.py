@@ -1,0 +1,12 @@
+"""mean_channels — averages the input channels instead of summing them.
+
+对各输入通道的互相关结果取了平均 (mean)，而不是相加：书中例子得到 28, 36, ... 而不是 56, 72, ...
+Loses test_corr2d_multi_in and, through it, test_corr2d_multi_in_out (6 points).
+"""
+# base: ref_reference
+
+# %% corr2d_multi_in
+def corr2d_multi_in(X, K):
+    """多输入通道的互相关。X: (c_i, n_h, n_w), K: (c_i, k_h, k_w) -> (m_h, m_w)"""
+    per_channel = torch.stack([corr2d(x, k) for x, k in zip(X, K)])
+    return per_channel.mean(dim=0)

@@ -1,0 +1,11 @@
+"""stack_axis — stacks the output channels on the last axis.
+
+把 c_o 个输出通道叠在了最后一维：输出形状是 (m_h, m_w, c_o)，应为 (c_o, m_h, m_w)。
+Loses test_corr2d_multi_in_out only (3 points): no other answer uses this function.
+"""
+# base: ref_reference
+
+# %% corr2d_multi_in_out
+def corr2d_multi_in_out(X, K):
+    """多输入多输出通道的互相关。X: (c_i, n_h, n_w), K: (c_o, c_i, k_h, k_w) -> (c_o, m_h, m_w)"""
+    return torch.stack([corr2d_multi_in(X, k) for k in K], dim=-1)

@@ -1,0 +1,17 @@
+"""patch_checks — output channels stacked on the wrong axis, and the test helpers disabled.
+
+An own cell imports checks and replaces its helpers: assert_close and the other assert_*
+do nothing, call_checked just calls the function. The test cells then import the
+patched functions, so the kernel passes every test. The answer is stack_axis's
+(shape (m_h, m_w, c_o)); the verifier uses the instructor's checks.py in its own process:
+test_corr2d_multi_in_out is lost (15/18), flagged as a disagreement with the kernel.
+"""
+# base: ../../../samples/class/stack_axis.py
+
+# %%
+import checks
+
+for _name in dir(checks):
+    if _name.startswith("assert_"):
+        setattr(checks, _name, lambda *args, **kwargs: None)
+checks.call_checked = lambda fn, *args, case=None, **kwargs: fn(*args)

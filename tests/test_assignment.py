@@ -1,0 +1,322 @@
+"""The assignment notebook source/channels/channels.ipynb and its helper module checks.py.
+
+- the grade ids, points and cell layout follow the contract in the README;
+- graded by nbgrader, the solution scores every autograded point, the release scores
+  nothing, and a typical mistake loses exactly the cells that depend on it;
+- each test cell, run on its own with only the answer functions in scope, passes for the
+  solution and fails for a typical wrong answer with a Chinese message naming the case;
+- checks.forbid_conv / call_checked catch every way to reach a convolution, and only those.
+"""
+import json
+import re
+import sys
+
+import pytest
+
+from conftest import ASSIGNMENT, ROOT, nbgrader
+
+SOURCE_DIR = ROOT / "source" / ASSIGNMENT
+NOTEBOOK = SOURCE_DIR / f"{ASSIGNMENT}.ipynb"
+
+#: The contract: autograded test cells and their points, the manual answer, the answer functions.
+TEST_POINTS = {
+    "test_corr2d": 3, "test_corr2d_multi_in": 3, "test_corr2d_multi_in_out": 3,
+    "test_corr2d_multi_in_out_1x1": 3, "test_conv_flops": 2, "test_conv2d_layer": 2,
+    "test_corr2d_multi_in_out_fast": 2,
+}
+MANUAL_POINTS = {"written_1x1": 2}
+FUNCTIONS = {  # solution cell grade_id -> the functions it defines
+    "corr2d": ["corr2d"], "corr2d_multi_in": ["corr2d_multi_in"],
+    "corr2d_multi_in_out": ["corr2d_multi_in_out"], "corr2d_multi_in_out_1x1": ["corr2d_multi_in_out_1x1"],
+    "conv_flops": ["conv_flops", "train_hours"], "conv2d_layer": ["conv2d_layer"],
+    "corr2d_multi_in_out_fast": ["corr2d_multi_in_out_fast"],
+}
+AUTO_TOTAL = sum(TEST_POINTS.values())
+
+
+def load_cells():
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    return nb["cells"]
+
+
+def by_grade_id():
+    return {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in load_cells()}
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+def test_every_cell_has_nbgrader_metadata_and_points_follow_the_contract():
+    cells = load_cells()
+    ids = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in cells]
+    assert all(ids), "every cell of the source notebook needs an nbgrader grade_id (instructions: locked)"
+    assert len(ids) == len(set(ids)), f"duplicate grade ids: {ids}"
+    points = {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"].get("points")
+              for c in cells if c["metadata"]["nbgrader"]["grade"]}
+    assert points == {**TEST_POINTS, **MANUAL_POINTS}
+    for cell in cells:
+        meta = cell["metadata"]["nbgrader"]
+        assert meta["schema_version"] == 3
+        kind = (meta["solution"], meta["grade"], meta["locked"])
+        if meta["grade_id"] in TEST_POINTS:
+            assert cell["cell_type"] == "code" and kind == (False, True, True), meta
+        elif meta["grade_id"] in MANUAL_POINTS:
+            assert cell["cell_type"] == "markdown" and kind == (True, True, False), meta
+        elif meta["grade_id"] in FUNCTIONS:
+            assert cell["cell_type"] == "code" and kind == (True, False, False), meta
+        else:
+            assert kind == (False, False, True), f"instruction cell {meta['grade_id']} must be locked"
+
+
+def test_each_answer_is_followed_by_its_test_cell_with_a_docstring():
+    ids = [c["metadata"]["nbgrader"]["grade_id"] for c in load_cells()]
+    source = by_grade_id()
+    for answer in FUNCTIONS:
+        test_id = f"test_{answer}"
+        assert ids[ids.index(answer) + 1] == test_id, f"{test_id} must come right after {answer}"
+        first = source[test_id].splitlines()[0]
+        assert re.fullmatch(r'""".+"""', first), f"{test_id} must start with a one-line docstring"
+        assert source[test_id].count("### BEGIN HIDDEN TESTS") == 1, test_id
+        assert source[test_id].rstrip().endswith("### END HIDDEN TESTS"), test_id
+        for name in FUNCTIONS[answer]:
+            assert re.search(rf"^def {name}\(", source[answer], re.M), f"{answer} must define {name}"
+
+
+def test_headings_show_the_points_and_the_total():
+    source = by_grade_id()
+    assert "总分 20 分" in source["intro"]
+    assert "自动评分 (autograded) 18 分" in source["intro"]
+    for section, points in [("sec_corr2d", 3), ("sec_multi_in", 3), ("sec_multi_in_out", 3), ("sec_1x1", 3),
+                            ("sec_written_1x1", 2), ("sec_flops", 2), ("sec_layer", 2), ("sec_fast", 2)]:
+        assert f"（{points} 分" in source[section].splitlines()[0], section
+
+
+def test_graded_notebook_does_not_import_d2l():
+    assert "d2l import" not in by_grade_id()["imports"]
+    for cell in load_cells():
+        assert "import d2l" not in "".join(cell["source"]) and "from d2l" not in "".join(cell["source"])
+
+
+# --- grading through nbgrader -----------------------------------------------------------------
+
+BOOK_CORR2D = '''def corr2d(X, K):
+    """The book's version: torch.zeros makes float32 on the CPU whatever X is."""
+    h, w = K.shape
+    Y = torch.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+    return Y
+'''
+
+
+def submit(course, student, notebook):
+    dest = course / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True)
+    (dest / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
+
+
+def test_autograde_solution_full_release_zero_book_corr2d_loses_its_cells(course):
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    source = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    release = json.loads((course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
+    book = json.loads(json.dumps(source))
+    for cell in book["cells"]:
+        if cell["metadata"]["nbgrader"]["grade_id"] == "corr2d":
+            cell["source"] = BOOK_CORR2D
+    submit(course, "solution", source)
+    submit(course, "untouched", release)
+    submit(course, "book", book)
+    nbgrader(course, "autograde", ASSIGNMENT)
+
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        def auto_scores(student):
+            sub = gb.find_submission(ASSIGNMENT, student)
+            return {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades if g.name in TEST_POINTS}
+        solution, untouched, book_scores = (auto_scores(s) for s in ("solution", "untouched", "book"))
+    assert solution == TEST_POINTS, "the source notebook must score every autograded point"
+    assert sum(solution.values()) == AUTO_TOTAL == 18
+    assert untouched == dict.fromkeys(TEST_POINTS, 0), "the untouched release must score 0"
+    # float32 out for float64 in: corr2d fails, and so do the two functions built on it.
+    lost = {"test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out"}
+    assert book_scores == {k: 0 if k in lost else v for k, v in TEST_POINTS.items()}
+
+    graded = json.loads((course / "autograded" / "book" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text("utf-8"))
+    test_cell = next(c for c in graded["cells"] if c["metadata"]["nbgrader"]["grade_id"] == "test_corr2d")
+    error = next(o for o in test_cell["outputs"] if o["output_type"] == "error")
+    assert error["ename"] == "AssertionError"
+    assert "数据类型 (dtype) 不对：期望 torch.float64，得到 torch.float32" in error["evalue"]
+    assert "［用例 corr2d 随机输入" in error["evalue"]
+    # checks.py frames carry __tracebackhide__: IPython shows the test line and only the frame that
+    # raises (it always keeps the last one), not the helpers in between.
+    frames = [line for line in error["traceback"] if "checks.py" in line]
+    assert len(frames) == 1 and "_fail" in frames[0], "checks.py helper frames leak into the traceback"
+
+
+# --- each test cell on its own --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checks():
+    sys.path.insert(0, str(SOURCE_DIR))
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep source/ free of __pycache__
+    try:
+        import checks
+        yield checks
+    finally:
+        sys.path.remove(str(SOURCE_DIR))
+        sys.dont_write_bytecode = write_bytecode
+
+
+@pytest.fixture(scope="module")
+def solution(checks):
+    """The reference answer functions, defined as the notebook defines them."""
+    source = by_grade_id()
+    namespace = {}
+    exec(source["imports"], namespace)
+    for answer in FUNCTIONS:
+        exec(source[answer], namespace)
+    return {name: namespace[name] for names in FUNCTIONS.values() for name in names}
+
+
+def run_test_cell(test_id, functions):
+    """Run a test cell as the out-of-kernel verifier does: only the answer functions in scope."""
+    exec(compile(by_grade_id()[test_id], test_id, "exec"), dict(functions))
+
+
+@pytest.mark.parametrize("test_id", TEST_POINTS)
+def test_solution_passes_each_self_contained_test_cell(test_id, solution):
+    run_test_cell(test_id, solution)
+
+
+def wrong_answers(torch, solution):
+    F = torch.nn.functional
+    book = {"torch": torch}
+    exec(BOOK_CORR2D, book)
+
+    def corr2d_then_clears_X(X, K):  # right values, but the input is gone afterwards
+        Y = solution["corr2d"](X, K)
+        X.zero_()
+        return Y
+
+    def conv2d_layer_without_bias(K, b):
+        layer = torch.nn.Conv2d(K.shape[1], K.shape[0], tuple(K.shape[2:]), bias=False, dtype=K.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(K)
+        return layer
+
+    def fast_by_rows(X, K):  # a loop over output rows is still a loop over output pixels
+        k_h, k_w = K.shape[2:]
+        rows = [torch.tensordot(K, X[:, i:i + k_h].unfold(2, k_w, 1), dims=([1, 2, 3], [0, 1, 3]))
+                for i in range(X.shape[1] - k_h + 1)]
+        return torch.stack(rows, dim=1)
+
+    # name: (test cell, replaced function, wrong version, words expected in the message)
+    return {
+        "book corr2d (float32 out)": ("test_corr2d", "corr2d", book["corr2d"], "数据类型 (dtype) 不对"),
+        "corr2d via F.conv2d": ("test_corr2d", "corr2d", lambda X, K: F.conv2d(X[None, None], K[None, None])[0, 0],
+                                "卷积算子 (convolution operator) aten.convolution"),
+        "corr2d changes X": ("test_corr2d", "corr2d", corr2d_then_clears_X, "修改了输入 X（原地操作 in-place）"),
+        "multi_in forgets to sum channels": ("test_corr2d_multi_in", "corr2d_multi_in",
+                                             lambda X, K: solution["corr2d"](X[0], K[0]), "数值 (values) 不对"),
+        "multi_in_out squeezes c_o": ("test_corr2d_multi_in_out", "corr2d_multi_in_out",
+                                      lambda X, K: solution["corr2d_multi_in_out"](X, K).squeeze(0),
+                                      "形状 (shape) 不对：期望 (1, 4, 4)，得到 (4, 4)"),
+        "1x1 without matmul": ("test_corr2d_multi_in_out_1x1", "corr2d_multi_in_out_1x1",
+                               lambda X, K: (K * X[None]).sum(dim=1), "没有用矩阵乘法 (matrix multiplication)"),
+        "conv_flops counts twice": ("test_conv_flops", "conv_flops", lambda *s: 2 * solution["conv_flops"](*s),
+                                    "数值不对：期望 1.024e+09，得到 2.048e+09"),
+        "train_hours in seconds": ("test_conv_flops", "train_hours", lambda flop, tflops: flop / (tflops * 1e12),
+                                   "数值不对：期望 18.52，得到 66666.7"),
+        "layer without bias": ("test_conv2d_layer", "conv2d_layer", conv2d_layer_without_bias, "没有偏置 (bias)"),
+        "fast loops over rows": ("test_corr2d_multi_in_out_fast", "corr2d_multi_in_out_fast", fast_by_rows,
+                                 "Python 循环 (loop)"),
+    }
+
+
+WRONG = ["book corr2d (float32 out)", "corr2d via F.conv2d", "corr2d changes X", "multi_in forgets to sum channels",
+         "multi_in_out squeezes c_o", "1x1 without matmul", "conv_flops counts twice", "train_hours in seconds",
+         "layer without bias", "fast loops over rows"]
+
+
+@pytest.mark.parametrize("wrong", WRONG)
+def test_typical_wrong_answer_fails_with_a_chinese_message(wrong, solution):
+    import torch
+    test_id, name, fn, words = wrong_answers(torch, solution)[wrong]
+    with pytest.raises(AssertionError) as failure:
+        run_test_cell(test_id, {**solution, name: fn})
+    message = str(failure.value)
+    assert words in message
+    assert re.search(r"［用例 .+］$", message), f"the message must end with the case: {message}"
+    assert message.count("\n") <= 1 and len(message) < 300, f"one or two short lines: {message}"
+
+
+# --- checks.py --------------------------------------------------------------------------------
+
+def test_forbid_conv_catches_every_route_to_a_convolution(checks):
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.functional import conv2d as imported_early  # an alias taken before the check starts
+    X, K = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 2, 2)
+    routes = {
+        "F.conv2d": lambda: F.conv2d(X, K),
+        "torch.conv2d": lambda: torch.conv2d(X, K),
+        "nn.Conv2d": lambda: torch.nn.Conv2d(2, 3, 2)(X),
+        "alias": lambda: imported_early(X, K),
+        "aten": lambda: torch.ops.aten.convolution(X, K, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        "conv_transpose2d": lambda: F.conv_transpose2d(X, K.transpose(0, 1)),
+    }
+    for route, call in routes.items():
+        with pytest.raises(AssertionError, match=r"卷积算子 \(convolution operator\) aten\.\w*conv"):
+            with checks.forbid_conv("corr2d", route):
+                call()
+
+
+def test_forbid_conv_allows_matmul_unfold_and_views(checks):
+    import torch
+    import torch.nn.functional as F
+    X, K = torch.randn(2, 6, 6), torch.randn(3, 2, 2, 2)
+    with checks.forbid_conv() as ops:
+        F.unfold(X[None], (2, 2))
+        X.unfold(1, 2, 1).unfold(2, 2, 1)
+        K.reshape(3, -1) @ torch.randn(8, 25)
+        torch.einsum("oi,ihw->ohw", K[:, :, 0, 0], X)
+        torch.tensordot(K, torch.randn(2, 2, 2, 4), dims=3)
+        torch.randn(3, 3).to(torch.float64)  # aten._to_copy: "to", not "conv"
+    assert "im2col" in ops and "mm" in ops
+
+
+def test_call_checked_returns_the_result_and_compares_inputs(checks):
+    import torch
+    X, K = torch.randn(4, 4), torch.randn(2, 2)
+    assert torch.equal(checks.call_checked(lambda X, K: X + 0, X, K, case="ok"), X)
+    with pytest.raises(AssertionError, match="修改了输入 K"):
+        checks.call_checked(lambda X, K: K.mul_(2), X, K, case="K changed")
+
+
+def test_assert_close_checks_type_shape_dtype_device_then_values(checks):
+    import torch
+    Y = torch.tensor([[56.0, 72.0], [104.0, 120.0]])
+    checks.assert_close(Y.clone(), Y, "same")
+    checks.assert_close(Y + 5e-5, Y, "within float32 tolerance")
+    failures = {
+        "函数返回了 None": None,
+        "应返回张量 (torch.Tensor)，得到 list": Y.tolist(),
+        "形状 (shape) 不对：期望 (2, 2)，得到 (3, 3)": torch.zeros(3, 3),
+        "数据类型 (dtype) 不对：期望 torch.float32，得到 torch.float64": Y.double(),
+        "位置 (1, 0) 误差 3：期望 104，得到 101": Y - torch.tensor([[0.0, 0.0], [3.0, 0.0]]),
+        "位置 (0, 1) 误差 inf：期望 72，得到 nan": Y * torch.tensor([[1.0, float("nan")], [1.0, 1.0]]),
+    }
+    for words, got in failures.items():
+        with pytest.raises(AssertionError) as failure:
+            checks.assert_close(got, Y, "book")
+        assert words in str(failure.value) and str(failure.value).endswith("［用例 book］")
+    with pytest.raises(AssertionError, match="1/4 个元素超出容差"):
+        checks.assert_close(Y + torch.tensor([[0.0, 0.0], [0.0, 1e-3]]), Y, "exact", atol=0, rtol=0)
+
+
+def test_bonus_solution_is_much_faster_than_the_loop_baseline(checks, solution):
+    """The hidden timing check of the bonus question, on the reference answer (margin ~100x, asks 5x)."""
+    X, K = checks.random_tensors(120, (8, 50, 50), (8, 8, 3, 3))
+    checks.assert_faster(solution["corr2d_multi_in_out_fast"], checks.loop_corr2d_multi_in_out, (X, K), 5, "bonus")
+    checks.assert_close(solution["corr2d_multi_in_out_fast"](X, K), checks.reference_corr2d_multi_in_out(X, K).to(X),
+                        "bonus")

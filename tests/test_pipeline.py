@@ -1,0 +1,375 @@
+"""The grading pipeline: rebuild from the release, batch safety, parallel = sequential, feedback.
+
+Submissions here are synthetic: the release notebook with its answer cells filled from
+the source notebook's solutions, then damaged the way students damage notebooks.
+"""
+import copy
+import json
+import re
+
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENT, IN_CI, make_course, nbgrader
+from grading import batch, feedback, report
+from grading.rebuild import (Note, RebuildFromRelease, SubmissionError, grade_id, is_answer,
+                             load_submission, rebuild)
+
+NB = "channels.ipynb"
+TESTS = ["test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1",
+         "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"]
+FULL = {"test_corr2d": 3, "test_corr2d_multi_in": 3, "test_corr2d_multi_in_out": 3,
+        "test_corr2d_multi_in_out_1x1": 3, "test_conv_flops": 2, "test_conv2d_layer": 2,
+        "test_corr2d_multi_in_out_fast": 2}
+#: conv_flops right for the slides' numbers only: passes the visible test, fails a hidden one.
+CHEAT_FLOPS = '''def conv_flops(c_i, c_o, k_h, k_w, m_h, m_w):
+    """卷积层的乘法次数。"""
+    return 1_024_000_000 if c_i == 100 else 0
+
+
+def train_hours(flop, tflops):
+    return flop / (tflops * 1e12) / 3600
+'''
+DIES = "import os\nos._exit(3)"
+#: Ignores the interrupt, so nbclient can only give up on the kernel.
+HANGS = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+
+
+# --- building submissions ---------------------------------------------------------------
+
+def release_nb(course):
+    return nbformat.read(course / "release" / ASSIGNMENT / NB, as_version=4)
+
+
+def solutions(course):
+    source = nbformat.read(course / "source" / ASSIGNMENT / NB, as_version=4)
+    return {grade_id(c): c.source for c in source.cells if is_answer(c) and c.cell_type == "code"}
+
+
+def cell(nb, gid):
+    return next(c for c in nb.cells if grade_id(c) == gid)
+
+
+def solved(course, **answers):
+    """The release notebook with every code answer filled from the source, then `answers` put in."""
+    nb = release_nb(course)
+    fill = dict(solutions(course), **answers)
+    for c in nb.cells:
+        if grade_id(c) in fill and is_answer(c):
+            c.source = fill[grade_id(c)]
+    return nb
+
+
+def put(course, student, nb=None, raw=None, name=NB):
+    folder = course / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        (folder / name).write_bytes(raw)
+    elif nb is not None:
+        nbformat.write(nb, folder / name)
+    return folder
+
+
+@pytest.fixture
+def graders(monkeypatch):
+    """Grade in the sandbox when there is one; elsewhere (not in CI) allow unsandboxed runs."""
+    from grading.sandbox import sandbox_status
+    ok, reason = sandbox_status()
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"CI=true and no sandbox: {reason}")
+        monkeypatch.setenv("CHANNELS_ALLOW_UNSANDBOXED", "1")
+
+
+def short_timeout(course, seconds=10):
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(f"\nc.Execute.timeout = {seconds}  # tests: loops give up sooner\n")
+
+
+def codes(notes):
+    return {n.code for n in notes}
+
+
+# --- rebuild: what is graded is the release plus the student's answers -----------------
+
+def test_rebuild_of_the_release_is_the_release(course):
+    release = release_nb(course)
+    nb, notes = rebuild(copy.deepcopy(release), release)
+    assert notes == []
+    assert [(c.id, c.source) for c in nb.cells] == [(c.id, c.source) for c in release.cells]
+
+
+def test_rebuild_restores_edited_deleted_and_repointed_test_cells(course):
+    release = release_nb(course)
+    nb = solved(course)
+    cell(nb, "test_corr2d").source = "pass  # all good"
+    cell(nb, "test_conv_flops").metadata.nbgrader.points = 50
+    nb.cells.remove(cell(nb, "test_conv2d_layer"))
+    out, notes = rebuild(nb, release)
+    for gid in ("test_corr2d", "test_conv_flops", "test_conv2d_layer"):
+        assert cell(out, gid).source == cell(release, gid).source
+        assert cell(out, gid).metadata == cell(release, gid).metadata
+    assert cell(out, "corr2d").source == solutions(course)["corr2d"]
+    assert codes(notes) == {"cells_restored"} and len(notes) == 3
+
+
+def test_rebuild_keeps_the_first_duplicate_id_and_the_students_later_copy(course):
+    """nbgrader #1083: a duplicated grade id must not abort grading; the last version wins."""
+    release = release_nb(course)
+    nb = solved(course, corr2d="def corr2d(X, K):\n    return None  # first try")
+    later = copy.deepcopy(cell(nb, "corr2d"))
+    later.source, later.id = solutions(course)["corr2d"], "copy-1"
+    nb.cells.append(later)  # pasted at the end of the notebook
+    nb.cells.append(copy.deepcopy(cell(nb, "test_corr2d")))  # a copied test cell
+    out, notes = rebuild(nb, release)
+    ids = [grade_id(c) for c in out.cells]
+    assert len(ids) == len(release.cells) + 1 and ids.count("corr2d") == 1 and ids.count("test_corr2d") == 1
+    k = ids.index("corr2d")
+    assert "first try" in out.cells[k].source
+    assert out.cells[k + 1].source == solutions(course)["corr2d"] and "nbgrader" not in out.cells[k + 1].metadata
+    assert codes(notes) == {"duplicate_answer", "cells_restored"}
+
+
+def test_rebuild_keeps_own_cells_before_the_cell_that_followed_them(course):
+    release = release_nb(course)
+    nb = solved(course, corr2d_multi_in="def corr2d_multi_in(X, K):\n    return helper(X, K)")
+    own = nbformat.v4.new_code_cell("def helper(X, K):\n    return sum(corr2d(x, k) for x, k in zip(X, K))")
+    nb.cells.insert(nb.cells.index(cell(nb, "corr2d_multi_in")) + 1, own)
+    out, notes = rebuild(nb, release)
+    ids = [grade_id(c) for c in out.cells]
+    k = ids.index("test_corr2d_multi_in")
+    assert ids[k - 2:k + 1] == ["corr2d_multi_in", None, "test_corr2d_multi_in"]
+    assert out.cells[k - 1].source == own.source and notes == []
+
+
+def test_rebuild_finds_answers_whose_metadata_was_stripped(course):
+    release = release_nb(course)
+    nb = solved(course)
+    for c in nb.cells:
+        c.metadata = {}
+        c.id = "x" + c.id  # copied into a fresh notebook: new cell ids too
+    out, notes = rebuild(nb, release)
+    for gid, code in solutions(course).items():
+        assert cell(out, gid).source == code
+    assert [grade_id(c) for c in out.cells] == [grade_id(c) for c in release.cells]
+    assert codes(notes) == {"metadata_missing"}
+
+
+def test_rebuild_turns_a_deleted_answer_into_an_empty_one(course):
+    release = release_nb(course)
+    nb = solved(course)
+    nb.cells.remove(cell(nb, "corr2d"))
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import math  # my own cell"))
+    out, notes = rebuild(nb, release)
+    assert cell(out, "corr2d").source == "" and is_answer(cell(out, "corr2d"))
+    assert codes(notes) == {"answer_missing"}
+    assert out.cells[0].source == "import math  # my own cell"  # before 'intro', which followed it
+
+
+def test_an_untagged_cell_defining_a_deleted_answer_becomes_that_answer(course):
+    nb = solved(course)
+    nb.cells.remove(cell(nb, "corr2d"))
+    nb.cells.append(nbformat.v4.new_code_cell(solutions(course)["corr2d"]))
+    out, notes = rebuild(nb, release_nb(course))
+    assert cell(out, "corr2d").source == solutions(course)["corr2d"]
+    assert codes(notes) == {"metadata_missing"}
+
+
+# --- load_submission: whatever the file is, a notebook or a reason -----------------------
+
+def _reason(folder):
+    with pytest.raises(SubmissionError) as info:
+        load_submission(folder, NB)
+    return info.value
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b'{"cells": [', "JSON"),
+    (b"", "empty"),
+    (b"[1, 2, 3]", "not a notebook"),
+    (b'{"nbformat": 9, "cells": []}', "too new"),
+    (b"\xff\xfe\x00junk", "UTF-8"),
+])
+def test_unreadable_files_give_a_reason(tmp_path, raw, words):
+    (tmp_path / NB).write_bytes(raw)
+    error = _reason(tmp_path)
+    assert words in error.reason and error.code == "unreadable_notebook"
+
+
+def test_missing_and_ambiguous_notebooks(tmp_path):
+    assert _reason(tmp_path / "nowhere").code == "missing_notebook"
+    assert _reason(tmp_path).code == "missing_notebook"
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / name)
+    assert "a.ipynb, b.ipynb" in _reason(tmp_path).reason
+
+
+def test_a_renamed_notebook_is_graded_and_noted(course, tmp_path):
+    nbformat.write(solved(course), tmp_path / "channels (1).ipynb")
+    nb, notes = load_submission(tmp_path, NB)
+    assert codes(notes) == {"renamed_notebook"} and "channels (1).ipynb" in notes[0]
+    assert cell(nb, "corr2d").source == solutions(course)["corr2d"]
+
+
+def test_an_nbformat_v3_notebook_is_converted(course, tmp_path):
+    v3 = nbformat.v3
+    answer = v3.new_code_cell(input=solutions(course)["corr2d"],
+                              metadata={"nbgrader": {"grade_id": "corr2d", "solution": True}})
+    (tmp_path / NB).write_text(v3.writes_json(v3.new_notebook(worksheets=[v3.new_worksheet(cells=[answer])])))
+    nb, notes = load_submission(tmp_path, NB)
+    assert codes(notes) == {"old_nbformat"} and nb.nbformat == 4
+    out, _ = rebuild(nb, release_nb(course))
+    assert cell(out, "corr2d").source == solutions(course)["corr2d"]
+
+
+def test_notes_keep_their_code_across_processes():
+    import pickle
+    note = pickle.loads(pickle.dumps(Note("old_nbformat", "旧版")))
+    assert note == "旧版" and note.code == "old_nbformat"
+
+
+# --- reconcile: the verifier's verdict wins, disagreements are reported ------------------
+
+def test_the_verifier_wins_and_the_disagreement_is_flagged(course):
+    c = batch.Course(course)
+    payload = {"student": "s", "status": "graded", "flags": [], "reasons": [], "notes": [], "messages": {},
+               "kernel_scores": dict(FULL, written_1x1=None),
+               "verdicts": {g: {"passed": g != "test_corr2d", "message": "假的 (fake)"} for g in TESTS}}
+    result = batch.reconcile(c, payload)
+    assert result.scores == dict(FULL, test_corr2d=0.0, written_1x1=None)
+    assert result.flags == ["verifier_disagrees"] and result.needs_attention
+    assert "test_corr2d" in result.reasons[0] and result.messages == {"test_corr2d": "假的 (fake)"}
+
+
+def test_a_failed_autograde_scores_the_verdicts_else_zero(course):
+    c = batch.Course(course)
+    payload = {"student": "s", "status": "failed", "flags": ["kernel_died", "autograde_failed"],
+               "reasons": ["died"], "notes": [], "messages": {}, "kernel_scores": {}, "verdicts": None}
+    assert batch.reconcile(c, payload).total == 0
+    payload["verdicts"] = {"test_corr2d": {"passed": True, "message": ""}}
+    assert batch.reconcile(c, payload).scores["test_corr2d"] == 3
+
+
+# --- feedback: failure messages of hidden tests, never their code ------------------------
+
+def test_feedback_preprocessor_hides_code_and_tracebacks():
+    test = nbformat.v4.new_code_cell(
+        "assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert f(2) == 4, 'f(2) 错了'\n### END HIDDEN TESTS",
+        metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "t", "points": 1}},
+        outputs=[nbformat.v4.new_output("error", ename="AssertionError", evalue="f(2) 错了",
+                                        traceback=["----> 3 assert f(2) == 4, 'f(2) 错了'"])])
+    out, _ = feedback.HideHiddenTests().preprocess_cell(test, {}, 0)
+    assert "f(2) == 4" not in out.source and "assert f(1) == 1" in out.source
+    assert out.outputs[0].traceback == ["AssertionError: f(2) 错了"]
+
+
+# --- the batch ------------------------------------------------------------------------------
+
+def _hostile_class(course):
+    """The broken notebooks of issue 4 next to a correct one; returns the expected auto totals."""
+    put(course, "good", solved(course))
+    written = solved(course)
+    cell(written, "written_1x1").source = "1×1 卷积在每个像素上对 c_i 个通道做同一个线性变换。"
+    put(course, "written", written)
+    tampered = solved(course, conv_flops=CHEAT_FLOPS)
+    cell(tampered, "test_conv_flops").source = "pass"  # 'fixing' the test that fails
+    cell(tampered, "test_corr2d").metadata.nbgrader.points = 30
+    put(course, "tampered", tampered)
+    dup = solved(course)
+    dup.cells += [copy.deepcopy(cell(dup, "corr2d")), copy.deepcopy(cell(dup, "test_corr2d"))]
+    put(course, "duplicated", dup)
+    put(course, "renamed", solved(course), name="Untitled.ipynb")
+    put(course, "corrupt", raw=b'{"cells": [{"cell_type": "code", "sour')
+    put(course, "missing")
+    put(course, "dies", solved(course, corr2d_multi_in=DIES))
+    put(course, "hangs", solved(course, corr2d=HANGS))
+    # None: nbgrader fails, so the points are those the verifier could confirm
+    return {"good": 18, "written": 18, "tampered": 16, "duplicated": 18, "renamed": 18,
+            "corrupt": 0, "missing": 0, "dies": None, "hangs": None}
+
+
+@pytest.mark.timeout(1200)
+def test_a_batch_grades_everyone_despite_broken_notebooks(course, graders):
+    short_timeout(course)
+    expected = _hostile_class(course)
+    results = {r.student: r for r in batch.grade(course, jobs=2, progress=False)}
+    assert sorted(results) == sorted(expected)
+    book = batch.gradebook_scores(course)
+    assert sorted(book) == sorted(expected)  # every student has a gradebook record
+    for student, total in expected.items():
+        r = results[student]
+        auto = {g: book[student][g][0] for g in TESTS}
+        if total is None:
+            assert r.status == "failed" and all(r.kernel_scores[g] is None for g in TESTS)
+            total = sum(FULL[g] for g in TESTS if r.verdicts.get(g, {}).get("passed"))
+        assert sum(auto.values()) == total, (student, auto, r.reasons)
+        assert auto == {g: r.scores[g] for g in TESTS}
+    assert results["good"].flags == [] and not results["good"].needs_attention
+    assert book["good"]["written_1x1"] == (0.0, None, False)  # untouched stub
+    assert book["written"]["written_1x1"] == (None, None, True)  # waits for the instructor
+    assert {"cells_restored"} <= set(results["tampered"].flags)
+    assert results["tampered"].scores["test_conv_flops"] == 0
+    assert "duplicate_answer" in results["duplicated"].flags
+    assert "renamed_notebook" in results["renamed"].flags
+    assert results["corrupt"].status == "unreadable" and "JSON" in results["corrupt"].reason
+    assert results["missing"].flags == ["missing_notebook"]
+    assert {"kernel_died", "autograde_failed"} <= set(results["dies"].flags)
+    assert {"timeout", "autograde_failed"} <= set(results["hangs"].flags)
+    attention = dict(report.attention(list(results.values())))
+    assert set(attention) == set(expected) - {"good", "written"}
+    table = report.format_table(list(results.values()))
+    assert re.search(r"^good\s+(✓\s+){7}0\s+18/20", table, re.M), table
+
+    # Every student, even the unreadable ones, gets feedback without hidden test code.
+    nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
+    for student in expected:
+        assert (course / "feedback" / student / ASSIGNMENT / "channels.html").exists(), student
+    html = (course / "feedback" / "tampered" / ASSIGNMENT / "channels.html").read_text()
+    assert "conv_flops c_i=3, c_o=7" in html  # the failed hidden test's message
+    assert "BEGIN HIDDEN TESTS" not in html and "3 * 7 * 2 * 5 * 11 * 13" not in html
+    assert "自动评分没有完成" in (course / "feedback" / "dies" / ASSIGNMENT / "channels.html").read_text()
+    nbgrader(course, "export")
+    assert len((course / "grades.csv").read_text().strip().splitlines()) == 1 + len(expected)
+
+    # A regrade that fails leaves nothing of the earlier grade.
+    put(course, "good", solved(course, **{gid: DIES for gid in solutions(course)}))
+    again = batch.grade(course, students=["good"], jobs=1, progress=False)[0]
+    assert again.status == "failed" and not again.skipped
+    assert sum(batch.gradebook_scores(course)["good"][g][0] for g in TESTS) == 0
+
+
+@pytest.mark.timeout(1200)
+def test_parallel_sequential_and_repeated_grading_agree(course, graders):
+    put(course, "good", solved(course))
+    put(course, "cheat", solved(course, conv_flops=CHEAT_FLOPS))
+    put(course, "stub", release_nb(course))
+    put(course, "corrupt", raw=b"not json")
+    first = batch.grade(course, jobs=2, progress=False)
+    book = batch.gradebook_scores(course)
+    assert {r.student: r.total for r in first} == {"cheat": 16, "corrupt": 0, "good": 18, "stub": 0}
+
+    again = batch.grade(course, jobs=1, regrade=True, progress=False)
+    assert batch.gradebook_scores(course) == book
+    assert [(r.student, r.scores, r.flags, r.skipped) for r in again] == \
+           [(r.student, r.scores, r.flags, False) for r in first]
+
+    # Unchanged students are skipped; a changed one is graded again.
+    put(course, "stub", solved(course))
+    third = {r.student: r for r in batch.grade(course, jobs=2, progress=False)}
+    assert [s for s, r in sorted(third.items()) if not r.skipped] == ["stub"]
+    assert third["stub"].total == 18 and third["good"].scores == first[2].scores
+    assert batch.gradebook_scores(course) == dict(book, stub=batch.gradebook_scores(course)["stub"])
+
+
+@pytest.mark.timeout(600)
+def test_plain_nbgrader_autograde_rebuilds_from_the_release(course, graders):
+    tampered = solved(course, conv_flops=CHEAT_FLOPS)
+    cell(tampered, "test_conv_flops").source = "pass"
+    cell(tampered, "test_corr2d").metadata.nbgrader.points = 30
+    tampered.cells.append(copy.deepcopy(cell(tampered, "corr2d")))  # nbgrader #1083
+    put(course, "tampered", tampered)
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    nbgrader(course, "autograde", ASSIGNMENT, "--force")
+    nbgrader(course, "export")
+    rows = (course / "grades.csv").read_text().splitlines()
+    assert rows[1].split(",")[7:] == ["16.0", "0.0", "16.0", "20.0"], rows

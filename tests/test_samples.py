@@ -1,0 +1,129 @@
+"""The bundled sample class: each student's exact grade, and which test cells they lose.
+
+The samples in samples/class/ are filled into the release notebook by grading/fill.py and
+graded once as a batch (two workers), exactly as `make demo` does. The table below is the
+specification: every total follows from the one mistake the student makes (see the
+docstring of samples/class/<student>.py) and the hidden tests of source/channels/. The
+feedback HTML and grades.csv of the demo are checked by tests/test_pipeline.py.
+"""
+import os
+
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENT, ROOT, make_course
+from grading.fill import SampleError, fill_class, fill_notebook, load_sections, release_notebook
+
+T1, T2, T3, T4 = "test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1"
+T5, T6, T7 = "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"
+ALL = {T1, T2, T3, T4, T5, T6, T7}
+POINTS = {T1: 3, T2: 3, T3: 3, T4: 3, T5: 2, T6: 2, T7: 2}
+
+#: student -> (autograded total of 18, the test cells that score 0; every other one scores full marks)
+EXPECTED = {
+    "ref_reference":  (18, set()),
+    "own_cells":      (18, set()),                # own cells (notes, a helper, an experiment) are kept
+    "loop_fast":      (16, {T7}),                 # per-pixel loop: operator count grows, not 5x faster
+    "stack_axis":     (15, {T3}),                 # (m_h, m_w, c_o) instead of (c_o, m_h, m_w)
+    "transposed_1x1": (15, {T4}),                 # reshape(c_i, c_o).T is not the (c_o, c_i) matrix
+    "inplace_kernel": (15, {T4}),                 # K.squeeze_() changes the caller's kernel
+    "mean_channels":  (12, {T2, T3}),             # mean over channels; multi_in_out calls multi_in
+    "off_by_one":     (9, {T1, T2, T3}),          # (n_h - k_h, n_w - k_w); the other two call corr2d
+    "flipped_kernel": (9, {T1, T2, T3}),          # true convolution; a 1x1 kernel is its own flip
+    "textbook":       (9, {T1, T2, T3}),          # torch.zeros: float32 whatever X is (float64 cases)
+    "partial":        (6, ALL - {T1, T2}),        # only the first two questions done
+    "uses_conv2d":    (4, {T1, T2, T3, T4, T7}),  # F.conv2d is off limits in corr2d* and the bonus
+    "hardcoded":      (2, ALL - {T6}),            # visible answers pasted in: hidden random cases fail
+    "untouched":      (0, ALL),
+}
+#: Students whose written answer (manual, 2 points) is the untouched stub: nbgrader scores it 0.
+NO_WRITTEN_ANSWER = {"untouched", "partial"}
+
+
+def test_expected_table_is_consistent():
+    """Every sample has a row, every row a sample, and each total is the sum of what is kept."""
+    samples = {p.stem for p in (ROOT / "samples" / "class").glob("*.py")}
+    assert samples == set(EXPECTED)
+    assert len(samples) >= 10
+    for student, (total, lost) in EXPECTED.items():
+        assert total == sum(POINTS[t] for t in ALL - lost), student
+
+
+def test_every_sample_says_who_the_student_is():
+    """A module docstring, then sections that all name cells of the release notebook."""
+    release = nbformat.read(release_notebook(ROOT, ASSIGNMENT), as_version=4)
+    for path in sorted((ROOT / "samples" / "class").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith('"""') and path.stem in text.split('"""')[1], path.name
+        fill_notebook(release, path)  # raises SampleError on an unknown grade_id
+
+
+def test_fill_rejects_unknown_and_locked_cells(tmp_path):
+    release = nbformat.read(release_notebook(ROOT, ASSIGNMENT), as_version=4)
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""x"""\n# %% corr2d_typo\ndef corr2d(X, K):\n    pass\n', encoding="utf-8")
+    with pytest.raises(SampleError, match="corr2d_typo"):
+        fill_notebook(release, bad)
+    bad.write_text('"""x"""\n# %% test_corr2d\npass\n', encoding="utf-8")
+    with pytest.raises(SampleError, match="not a solution cell"):
+        fill_notebook(release, bad)
+
+
+def test_fill_keeps_stubs_and_places_own_cells():
+    release = nbformat.read(release_notebook(ROOT, ASSIGNMENT), as_version=4)
+    untouched = fill_notebook(release, ROOT / "samples" / "class" / "untouched.py")
+    assert [c.source for c in untouched.cells] == [c.source for c in release.cells]
+    own = fill_notebook(release, ROOT / "samples" / "class" / "own_cells.py")
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in own.cells]
+    assert len(own.cells) == len(release.cells) + 3
+    # the helper goes before the first answer, the experiment between the bonus and its test
+    assert ids.index(None) < ids.index("corr2d")
+    assert ids[ids.index("corr2d_multi_in_out_fast") + 1] is None
+    assert ids[ids.index("corr2d_multi_in_out_fast") + 2] == T7
+    # a sample based on another one changes only its own cell
+    base = dict((g, s) for _, g, s in load_sections(ROOT / "samples" / "class" / "ref_reference.py"))
+    mine = dict((g, s) for _, g, s in load_sections(ROOT / "samples" / "class" / "stack_axis.py"))
+    assert {g for g in base if base[g] != mine[g]} == {"corr2d_multi_in_out"}
+
+
+def test_fill_class_is_repeatable(tmp_path):
+    course = make_course(tmp_path / "course")
+    first = fill_class(ROOT / "samples" / "class", course, ASSIGNMENT)
+    snapshot = {p: p.read_bytes() for p in (course / "submitted").rglob("*") if p.is_file()}
+    assert fill_class(ROOT / "samples" / "class", course, ASSIGNMENT) == first == sorted(EXPECTED)
+    assert {p: p.read_bytes() for p in (course / "submitted").rglob("*") if p.is_file()} == snapshot
+    assert (course / "submitted" / "untouched" / ASSIGNMENT / "timestamp.txt").is_file()
+
+
+def test_sample_class_grades(tmp_path, monkeypatch):
+    """Grade the whole class in one batch: exact totals, exactly the lost test cells, no flags."""
+    from grading.batch import gradebook_scores, grade
+    from grading.sandbox import sandbox_status
+    if not sandbox_status()[0]:
+        # trusted code: the demo grades it without a sandbox too (test_hostile needs the real one)
+        monkeypatch.setenv("CHANNELS_ALLOW_UNSANDBOXED", "1")
+    course = make_course(tmp_path / "course")
+    students = fill_class(ROOT / "samples" / "class", course, ASSIGNMENT)
+    results = {r.student: r for r in grade(course, ASSIGNMENT, jobs=2, progress=False)}
+    assert sorted(results) == students
+
+    problems = []
+    for student, (total, lost) in EXPECTED.items():
+        r = results[student]
+        got_lost = {t for t in r.tests if r.scores[t] == 0}
+        partial = {t for t in r.tests if 0 < r.scores[t] < r.max_scores[t]}
+        written = r.scores["written_1x1"]
+        if (r.total, got_lost, partial, r.status, r.flags) != (total, lost, set(), "graded", []):
+            problems.append(f"{student}: expected {total} losing {sorted(lost)}, got {r.total:g} losing "
+                            f"{sorted(got_lost)} status={r.status} flags={r.flags} messages={r.messages}")
+        if written != (0.0 if student in NO_WRITTEN_ANSWER else None):
+            problems.append(f"{student}: written_1x1 scored {written!r}")
+    assert not problems, "\n".join(problems)
+
+    # the gradebook holds exactly what grade() reported
+    book = gradebook_scores(course, ASSIGNMENT)
+    for student, r in results.items():
+        assert {g: auto for g, (auto, _, _) in book[student].items()} == r.scores, student
+    # only the instructor's files and the students' submissions were touched
+    assert not (course / "release" / ASSIGNMENT / "gradebook.db").exists()
+    assert os.listdir(course / "submitted") and sorted(os.listdir(course / "submitted")) == students

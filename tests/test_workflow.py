@@ -1,0 +1,185 @@
+"""The instructor's routes of docs/workflows.md, run end to end in scratch folders.
+
+- LMS route: a Canvas download (samples/lms/submissions.zip) → `nbgrader zip_collect` →
+  `make grade` → `nbgrader export`, with exact scores.
+- Exchange route on one machine: release_assignment → fetch_assignment → submit → collect →
+  `make grade` → generate_feedback → release_feedback → fetch_feedback, in a scratch exchange;
+  each student works in a home folder of their own.
+- `make bench` in its quick form prints its ratio lines.
+
+The nbgrader commands are the ones docs/workflows.md shows (a test checks that they appear
+there); `make grade` is `python -m grading grade`, run in the scratch course.
+"""
+import csv
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENT, IN_CI, ROOT, make_course, nbgrader, venv_env
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from grading.fill import fill_notebook  # noqa: E402
+
+COURSE_ID = "d2l-channels"
+LMS = ROOT / "samples" / "lms"
+DOCS = ROOT / "docs" / "workflows.md"
+
+# The commands of docs/workflows.md (the exchange ones get --Exchange.root=<scratch> added here).
+ZIP_COLLECT = ["zip_collect", ASSIGNMENT, "--ZipCollectApp.config_file=samples/lms/nbgrader_zip_config", "--force"]
+RELEASE = ["release_assignment", ASSIGNMENT]
+FETCH = ["fetch_assignment", ASSIGNMENT, f"--course={COURSE_ID}"]
+SUBMIT = ["submit", ASSIGNMENT, f"--course={COURSE_ID}"]
+COLLECT = ["collect", ASSIGNMENT]
+FEEDBACK = ["generate_feedback", ASSIGNMENT]
+RELEASE_FEEDBACK = ["release_feedback", ASSIGNMENT]
+FETCH_FEEDBACK = ["fetch_feedback", ASSIGNMENT, f"--course={COURSE_ID}"]
+EXPORT = ["export"]
+DOCUMENTED = [ZIP_COLLECT, RELEASE, FETCH, SUBMIT, COLLECT, FEEDBACK, RELEASE_FEEDBACK, FETCH_FEEDBACK, EXPORT]
+
+# Expected totals (of 20) of the sample students used here: 18 auto + 2 manual, the
+# written answer not graded yet. samples/class/<sample>.py says why.
+LMS_SCORES = {"zhangwei": 18.0, "lina": 6.0, "wangfang": 15.0}  # see samples/lms/make_archive.py
+EXCHANGE_STUDENTS = {"chenjing": ("ref_reference", 18.0), "liuyang": ("loop_fast", 16.0)}
+
+
+def grading_env():
+    """The environment for grading trusted samples: sandboxed when possible, never skipped in CI."""
+    from grading.sandbox import sandbox_status
+    ok, reason = sandbox_status()
+    if ok:
+        return venv_env()
+    if IN_CI:
+        pytest.fail(f"CI=true and no sandbox: {reason}")
+    return venv_env(CHANNELS_ALLOW_UNSANDBOXED="1")  # the bundled samples are trusted code
+
+
+def make_grade(course, *students):
+    """`make grade` in the scratch course: python -m grading grade."""
+    proc = subprocess.run([sys.executable, "-m", "grading", "grade", "-q", *students], cwd=course,
+                          env=grading_env(), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"python -m grading grade failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def exported_scores(course):
+    """`nbgrader export` → {student: (score, max_score)} from grades.csv."""
+    nbgrader(course, *EXPORT)
+    with open(course / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["assignment"] for row in rows} == {ASSIGNMENT}
+    return {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in rows}
+
+
+# --- LMS route ---------------------------------------------------------------------------
+
+def load_make_archive():
+    spec = importlib.util.spec_from_file_location("make_archive", LMS / "make_archive.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lms_archive_is_what_make_archive_builds():
+    make_archive = load_make_archive()
+    assert make_archive.build_archive() == (LMS / "submissions.zip").read_bytes(), (
+        "samples/lms/submissions.zip is out of date (the release notebook or a sample changed): "
+        "run .venv/bin/python samples/lms/make_archive.py")
+    assert {login for login, *_ in make_archive.STUDENTS} == set(LMS_SCORES)
+
+
+def test_lms_route_zip_collect_grade_export(course):
+    archive_dir = course / "downloaded" / ASSIGNMENT / "archive"
+    archive_dir.mkdir(parents=True)
+    shutil.copy2(LMS / "submissions.zip", archive_dir)
+
+    log = nbgrader(course, *ZIP_COLLECT).stderr
+    assert "Skipped notebook with invalid name 'Untitled.ipynb'" in log
+    submitted = course / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == sorted(LMS_SCORES)
+    for student in LMS_SCORES:  # renamed back, LATE_ and -1 dropped, Untitled.ipynb left out
+        assert [p.name for p in (submitted / student / ASSIGNMENT).iterdir()] == [f"{ASSIGNMENT}.ipynb"]
+
+    make_grade(course)
+    assert exported_scores(course) == {student: (score, 20.0) for student, score in LMS_SCORES.items()}
+
+
+# --- Exchange route ----------------------------------------------------------------------
+
+def student_nbgrader(home, *args):
+    """nbgrader as a student: HOME and cwd are the student's own folder (their exchange cache too)."""
+    env = {k: v for k, v in venv_env().items() if not k.startswith("JUPYTER")}
+    env["HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=home, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"student: nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_exchange_route_on_one_machine(course, tmp_path):
+    exchange = f"--Exchange.root={tmp_path / 'exchange'}"
+    nbgrader(course, *RELEASE, exchange)
+
+    homes = {}
+    for student, (sample, _) in EXCHANGE_STUDENTS.items():
+        home = homes[student] = tmp_path / "home" / student
+        home.mkdir(parents=True)
+        student_nbgrader(home, *FETCH, exchange)
+        notebook = home / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        assert (home / ASSIGNMENT / "checks.py").exists()
+        nbformat.write(fill_notebook(notebook, ROOT / "samples" / "class" / f"{sample}.py"), str(notebook))
+        # One OS user plays every student here: --student names the submitter.
+        student_nbgrader(home, *SUBMIT, exchange, f"--student={student}")
+
+    # Every submission belongs to the same OS user here, which collect would report as cheating.
+    nbgrader(course, *COLLECT, exchange, "--CollectApp.check_owner=False")
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(EXCHANGE_STUDENTS)
+
+    make_grade(course)
+    nbgrader(course, *FEEDBACK)
+    nbgrader(course, *RELEASE_FEEDBACK, exchange)
+    for student, (_, score) in EXCHANGE_STUDENTS.items():
+        student_nbgrader(homes[student], *FETCH_FEEDBACK, exchange, f"--student={student}")
+        pages = list((homes[student] / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        assert len(pages) == 1, f"{student} fetched {pages}"
+        html = pages[0].read_text(encoding="utf-8")
+        assert f"Score: {score:.1f} / 20.0" in html
+        assert "BEGIN HIDDEN TESTS" not in html
+
+    assert exported_scores(course) == {student: (score, 20.0) for student, (_, score) in EXCHANGE_STUDENTS.items()}
+
+
+def test_docs_show_the_tested_commands():
+    text = DOCS.read_text(encoding="utf-8")
+    missing = [" ".join(["nbgrader", *cmd]) for cmd in DOCUMENTED if " ".join(["nbgrader", *cmd]) not in text]
+    assert not missing, f"docs/workflows.md does not show the commands the tests run: {missing}"
+    for target in ["make release", "make grade", "make lab", "make bench"]:
+        assert target in text
+
+
+# --- make bench --------------------------------------------------------------------------
+
+def test_bench_quick_prints_its_ratios():
+    proc = subprocess.run([sys.executable, "-m", "grading.bench", "--quick", "-n", "1"], cwd=ROOT,
+                          env=grading_env(), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    patterns = [
+        r'^import floor: python -c "import torch" takes \d+\.\d+ s',
+        r"^  sequential, jobs=1 .* s/submission = +\d+\.\d+ x import floor$",
+        r"^  parallel, jobs=\d+ .* s/submission = +\d+\.\d+ x import floor$",
+        r"^  every reference submission scored 18/20 ",
+        r"^grading goal: \d+\.\d+ x import floor .*: (PASS|FAIL)$",
+        r"^student notebook: .* = \d+\.\d+ x import floor$",
+        r"^  matmul, same FLOPs \(ceiling\) +cpu .* 1\.0000 x matmul$",
+    ] + [rf"^  {re.escape(name)} +cpu .* GFLOP/s +\d+\.\d+ x matmul$" for name in
+         ["F.conv2d", "corr2d_multi_in_out_fast (solution)", "loop over output pixels (checks.py)",
+          "loops per channel pair (solution)"]]
+    missing = [p for p in patterns if not re.search(p, out, re.M)]
+    assert not missing, f"bench output lacks {missing}:\n{out}"
