@@ -35,6 +35,9 @@ c.KernelManager.transport = "ipc"
 c.KernelManager.ip = os.path.join(sandbox.ipc_directory(), "kernel")
 c.Execute.timeout = 120  # seconds per cell; then the kernel is interrupted (by message)
 c.Execute.interrupt_on_timeout = True
+# nbgrader's Execute keeps all output in memory; CappedExecute stops a cell at 2 MB of it.
+c.Autograde.autograde_preprocessors = sandbox.autograde_preprocessors()
+c.CappedExecute.max_output_bytes = sandbox.MAX_OUTPUT_BYTES
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
 

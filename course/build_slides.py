@@ -52,7 +52,8 @@ def ensure_node_modules():
 
 
 def copy_assets(out_dir):
-    """Copy the runtime files of every npm package into out_dir/lib/<package>/."""
+    """Copy the runtime files of every npm package into out_dir/lib/<package>/ (fresh each time)."""
+    shutil.rmtree(out_dir / LIB, ignore_errors=True)
     for package, paths in ASSETS.items():
         for rel in paths:
             src, dest = NODE_MODULES / package / rel, out_dir / LIB / package / rel

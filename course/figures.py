@@ -40,19 +40,17 @@ def _canvas(width, height, xlim, ylim):
 def _grid(ax, values, x, y, shade=(), face="white", shade_color=SHADE, fontsize=FONT, cell=1.0):
     """Draw a matrix with its numbers; (x, y) is the top-left corner, rows go down.
 
-    values: (rows, cols) array, or None entries for empty cells;
-    shade: the (row, col) cells to fill with `shade_color`.
+    values: (rows, cols) numbers; shade: the (row, col) cells to fill with `shade_color`.
     """
-    values = np.asarray(values, dtype=object)
+    values = np.asarray(values)
     shade = set(shade)
     for r in range(values.shape[0]):
         for c in range(values.shape[1]):
             left, bottom = x + c * cell, y - (r + 1) * cell
             color = shade_color if (r, c) in shade else face
             ax.add_patch(Rectangle((left, bottom), cell, cell, facecolor=color, edgecolor=EDGE, lw=1.5))
-            if values[r, c] is not None:
-                ax.text(left + cell / 2, bottom + cell / 2, _fmt(values[r, c]),
-                        ha="center", va="center", fontsize=fontsize)
+            ax.text(left + cell / 2, bottom + cell / 2, _fmt(values[r, c]),
+                    ha="center", va="center", fontsize=fontsize)
 
 
 def _fmt(v):

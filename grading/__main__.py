@@ -22,13 +22,8 @@ def _say(text):
 
 def _sandbox(allow_unsandboxed, demo=False):
     """Prepare the sandboxed kernel, or allow grading without it (flag or demo); False to refuse."""
-    from grading.batch import _status
-    try:
-        from grading.sandbox import install_kernelspec, sandbox_status
-    except ImportError as e:
-        ok, reason, install_kernelspec = False, f"grading.sandbox is missing ({e})", None
-    else:
-        ok, reason = _status(sandbox_status())
+    from grading.sandbox import install_kernelspec, sandbox_status
+    ok, reason = sandbox_status()
     if ok:
         install_kernelspec()
         print("沙箱可用 (sandbox ok): 学生代码在 bubblewrap 中运行")
@@ -59,7 +54,7 @@ def _nbgrader(root, *args):
 
 def _grade(root, args, students=None):
     from grading.batch import SandboxUnavailable, grade
-    from grading.report import format_attention, format_table, write_reports
+    from grading.report import format_attention, format_manual, format_table, write_reports
     try:
         results = grade(root, ASSIGNMENT, students=students or None, jobs=args.jobs,
                         regrade=args.regrade, progress=not args.quiet)
@@ -68,6 +63,7 @@ def _grade(root, args, students=None):
         return None
     print()
     print(format_table(results))
+    print(format_manual(results))
     print(format_attention(results))
     json_path, md_path = write_reports(root, results)
     print(f"报告 (reports): {md_path.relative_to(root)}, {json_path.relative_to(root)}")

@@ -188,9 +188,14 @@ def _hash_tree(h, folder, label):
     if not folder.is_dir():
         h.update(f"{label}: none\n".encode())
         return
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for path in sorted(folder.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
         h.update(f"{label}/{path.relative_to(folder).as_posix()}\n".encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        if path.is_symlink():  # never follow a student's link (to /dev/zero, say)
+            h.update(b"-> " + os.readlink(path).encode(errors="replace"))
+        elif path.is_file():
+            h.update(hashlib.sha256(path.read_bytes()).digest())
 
 
 def fingerprint(course, student):
@@ -270,10 +275,9 @@ def run_nbgrader(root, *args):
     return proc
 
 
-def _make_template(course):
+def _make_template(course, template):
     """A copy of the gradebook without submissions: each worker grades into its own copy of it."""
     from nbgrader.api import MissingEntry
-    template = course.state / "template.db"
     template.parent.mkdir(parents=True, exist_ok=True)
     db = Path(course.db_url.split("sqlite:///", 1)[1].split("?")[0])
     shutil.copy(db, template)
@@ -283,7 +287,6 @@ def _make_template(course):
                 gb.remove_submission(course.assignment, sub.student.id)
             except MissingEntry:
                 pass
-    return template
 
 
 def _remove_submission(course, student):
@@ -342,7 +345,11 @@ def write_result(course, result, payload, kept):
 
 def gradebook_scores(course_root, assignment=ASSIGNMENT):
     """{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}} (for tests and reports)."""
-    course = Course(course_root, assignment)
+    return _submissions(Course(course_root, assignment))
+
+
+def _submissions(course):
+    assignment = course.assignment
     out = {}
     with _gradebook(course) as gb:
         for sub in gb.find_assignment(assignment).submissions:
@@ -368,7 +375,7 @@ def _stage(course, student, nb):
     nbformat.write(nb, stage / course.notebook)
     stamp = course.submitted(student) / "timestamp.txt"
     notes = []
-    if stamp.is_file():
+    if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size <= 1024:
         from nbgrader.utils import parse_utc
         text = stamp.read_text(errors="replace").strip()
         try:
@@ -376,6 +383,11 @@ def _stage(course, student, nb):
             (stage / "timestamp.txt").write_text(text)
         except (ValueError, OverflowError, TypeError):
             notes.append(f"timestamp.txt 无法解析，已忽略 (unreadable time stamp): {text[:40]!r}")
+    # Written by `nbgrader submit` (exchange route): release_feedback looks for it in feedback/,
+    # which generate_feedback fills from autograded/, which Autograde fills from here.
+    secret = course.submitted(student) / "submission_secret.txt"
+    if secret.is_file() and not secret.is_symlink() and secret.stat().st_size <= 1024:
+        shutil.copyfile(secret, stage / "submission_secret.txt")
     return notes
 
 
@@ -462,6 +474,9 @@ def write_fallback(course, student, rebuilt, reason):
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     nbformat.write(nb, dest / course.notebook)
+    staged = course.state / "staged" / student / course.assignment / "submission_secret.txt"
+    if staged.is_file():  # for `nbgrader release_feedback` (exchange route)
+        shutil.copyfile(staged, dest / "submission_secret.txt")
 
 
 def _failure_reason(error, log):
@@ -475,6 +490,12 @@ def _failure_reason(error, log):
     return [], f"nbgrader 自动评分出错 (autograde error): {last[0][:200]}"
 
 
+def _new_payload(student, status):
+    return {"student": student, "status": status, "notes": [], "flags": [], "reasons": [],
+            "kernel_scores": {}, "comments": {}, "verdicts": None, "messages": {}, "answers": {},
+            "blank": [], "timestamp": None, "late_penalty": None, "seconds": 0.0, "timings": {}}
+
+
 def grade_submission(course, student, template, send=None):
     """Grade one student without touching the real gradebook; return the payload for `reconcile`.
 
@@ -482,9 +503,7 @@ def grade_submission(course, student, template, send=None):
     the parent still has them if this process has to be killed.
     """
     start = time.monotonic()
-    payload = {"student": student, "status": "graded", "notes": [], "flags": [], "reasons": [],
-               "kernel_scores": {}, "comments": {}, "verdicts": None, "messages": {}, "answers": {},
-               "timestamp": None, "late_penalty": None, "seconds": 0.0}
+    payload = _new_payload(student, "graded")
     try:
         nb, notes = load_submission(course.submitted(student), course.notebook)
     except SubmissionError as e:
@@ -507,7 +526,7 @@ def grade_submission(course, student, template, send=None):
         payload["flags"].append("verifier_failed")
         payload["reasons"].append(f"独立验证失败 (verifier failed): {verify_error}")
     if send:
-        send("partial", {k: payload[k] for k in ("verdicts", "flags", "reasons", "notes", "answers")})
+        send("partial", {k: payload[k] for k in ("verdicts", "flags", "reasons", "notes", "answers", "blank")})
 
     db = course.state / "work" / f"{student}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -535,9 +554,7 @@ def grade_submission(course, student, template, send=None):
 
 def failed_payload(course, student, reason, flags, partial=None):
     """The payload of a student whose worker had to be killed or died."""
-    payload = {"student": student, "status": "failed", "notes": [], "flags": [], "reasons": [],
-               "kernel_scores": {}, "comments": {}, "verdicts": None, "messages": {}, "answers": {},
-               "timestamp": None, "late_penalty": None, "seconds": 0.0}
+    payload = _new_payload(student, "failed")
     payload.update(partial or {})
     payload["flags"] = list(payload["flags"]) + flags + ["autograde_failed"]
     payload["reasons"] = [reason] + list(payload["reasons"])
@@ -597,16 +614,21 @@ def reconcile(course, payload, fingerprint=""):
 
 # --- persistent workers ------------------------------------------------------------------
 
-def _worker_main(conn, root, assignment, template, log_path):
-    """Worker loop: keep nbgrader imported, grade students sent by the parent one at a time."""
+#: Imported once by the fork server, before it forks the workers (each would pay ~5 s of CPU).
+PRELOAD = ["grading.batch", "grading.rebuild", "grading.feedback", "nbgrader.converters", "nbgrader.api",
+           "grading.verify", "torch"]
+
+
+def _worker_main(conn, root, assignment, template, log_path, environ):
+    """Worker loop: keep nbgrader and torch imported, grade students sent by the parent one at a time."""
+    os.environ.clear()
+    os.environ.update(environ)  # the parent's environment now, not the fork server's
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)  # kernels inherit these: keep their chatter out of the progress bar
     logging.getLogger("traitlets").setLevel(logging.INFO)
     course = Course(root, assignment)
-    # Warm up before the first student: nbgrader, and torch for the verifier's test cells.
-    import nbgrader.converters  # noqa: F401
-    for name in ("grading.verify", "torch"):
+    for name in PRELOAD:  # already imported unless the fork server could not
         try:
             __import__(name)
         except ImportError:
@@ -628,13 +650,23 @@ def _worker_main(conn, root, assignment, template, log_path):
         conn.send(("done", payload))
 
 
+def _context():
+    """Workers come from a fork server that imported PRELOAD once; spawn where there is none."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class _Worker:
     def __init__(self, ctx, course, template, index):
         self.parent_conn, child_conn = ctx.Pipe()
         log = course.state / "logs" / f"worker-{index}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = ctx.Process(target=_worker_main, daemon=True,
-                                args=(child_conn, str(course.root), course.assignment, str(template), str(log)))
+                                args=(child_conn, str(course.root), course.assignment, str(template), str(log),
+                                      dict(os.environ)))
         self.proc.start()
         child_conn.close()
         self.student, self.deadline, self.partial, self.ready = None, None, {}, False
@@ -655,12 +687,17 @@ class _Worker:
         self.proc.join(5)
 
 
-def _run_pool(course, template, students, jobs, budget, on_done):
-    """Grade `students` on `jobs` persistent workers; call on_done(payload) for each, in any order."""
-    ctx = multiprocessing.get_context("spawn")
-    todo = deque(students)
-    workers = [_Worker(ctx, course, template, i) for i in range(min(jobs, len(students)))]
-    try:
+class Pool:
+    """`jobs` persistent grading workers; started early so they warm up while the parent prepares."""
+
+    def __init__(self, course, template, jobs):
+        self.course, self.template = course, template
+        self.ctx = _context()
+        self.workers = [_Worker(self.ctx, course, template, i) for i in range(jobs)]
+
+    def run(self, students, budget, on_done):
+        """Grade `students`; call on_done(payload) for each as it finishes (in any order)."""
+        todo, workers = deque(students), self.workers
         while todo or any(w.student for w in workers):
             for w in workers:
                 if w.ready and w.student is None and todo:
@@ -670,38 +707,44 @@ def _run_pool(course, template, students, jobs, budget, on_done):
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             wait([w.parent_conn for w in workers] + [w.proc.sentinel for w in workers], timeout)
             for i, w in enumerate(workers):
-                lost = None
-                try:
-                    while w.parent_conn.poll():
-                        kind, data = w.parent_conn.recv()
-                        if kind == "ready":
-                            w.ready = True
-                        elif kind == "partial":
-                            w.partial = data
-                        elif kind == "done":
-                            on_done(data)
-                            w.student = None
-                except (EOFError, OSError):
-                    lost = "评分进程意外退出 (grading worker died)"
-                if lost is None and not w.proc.is_alive():
-                    lost = "评分进程意外退出 (grading worker died)"
-                if lost is None and w.student and time.monotonic() > w.deadline:
-                    lost = f"超过每位学生 {budget:.0f} 秒的评分时间上限 (grading time limit exceeded)"
+                lost = self._check(w, budget, on_done)
                 if lost:
                     w.kill()
                     if w.student:
                         flags = ["timeout"] if "limit" in lost else ["kernel_died"]
-                        on_done(failed_payload(course, w.student, lost, flags, w.partial))
+                        on_done(failed_payload(self.course, w.student, lost, flags, w.partial))
                     elif not w.ready:
-                        raise RuntimeError(f"a grading worker could not start; see {course.state / 'logs'}")
-                    workers[i] = _Worker(ctx, course, template, i)
-    finally:
-        for w in workers:
+                        raise RuntimeError(f"a grading worker could not start; see {self.course.state / 'logs'}")
+                    workers[i] = _Worker(self.ctx, self.course, self.template, i)
+
+    @staticmethod
+    def _check(w, budget, on_done):
+        """Read what worker `w` sent; return why it is lost (died, over the time limit) or None."""
+        try:
+            while w.parent_conn.poll():
+                kind, data = w.parent_conn.recv()
+                if kind == "ready":
+                    w.ready = True
+                elif kind == "partial":
+                    w.partial = data
+                elif kind == "done":
+                    on_done(data)
+                    w.student = None
+        except (EOFError, OSError):
+            return "评分进程意外退出 (grading worker died)"
+        if not w.proc.is_alive():
+            return "评分进程意外退出 (grading worker died)"
+        if w.student and time.monotonic() > w.deadline:
+            return f"超过每位学生 {budget:.0f} 秒的评分时间上限 (grading time limit exceeded)"
+        return None
+
+    def close(self):
+        for w in self.workers:
             try:
                 w.parent_conn.send(None)
             except (OSError, ValueError):
                 pass
-        for w in workers:
+        for w in self.workers:
             w.proc.join(10)
             if w.proc.is_alive():
                 w.kill()
@@ -709,32 +752,12 @@ def _run_pool(course, template, students, jobs, budget, on_done):
 
 # --- the batch -------------------------------------------------------------------------------
 
-def _status(status):
-    """sandbox_status() as (ok, reason), whether it returns an object, a tuple or a bool."""
-    if isinstance(status, tuple):
-        return bool(status[0]), str(status[1]) if len(status) > 1 else ""
-    if isinstance(status, dict):
-        return bool(status.get("ok")), str(status.get("reason", ""))
-    if isinstance(status, bool):
-        return status, ""
-    return bool(getattr(status, "ok", False)), str(getattr(status, "reason", status))
-
-
 def check_sandbox():
     """Raise SandboxUnavailable unless the sandbox works or unsandboxed grading is allowed."""
-    try:
-        from grading.sandbox import sandbox_status, unsandboxed_allowed
-    except ImportError as e:
-        def sandbox_status(error=str(e)):
-            return False, f"grading.sandbox is missing ({error})"
-
-        def unsandboxed_allowed():
-            return os.environ.get("CHANNELS_ALLOW_UNSANDBOXED") == "1"
-    ok, reason = _status(sandbox_status())
+    from grading.sandbox import refusal, sandbox_status, unsandboxed_allowed
+    ok, reason = sandbox_status()
     if not ok and not unsandboxed_allowed():
-        raise SandboxUnavailable(
-            f"没有可用的沙箱，拒绝评分 (no sandbox, refusing to grade): {reason}\n"
-            "Install bubblewrap (make system), or pass --allow-unsandboxed for trusted submissions only.")
+        raise SandboxUnavailable(f"没有可用的沙箱，拒绝评分 (no sandbox, refusing to grade).\n{refusal(reason)}")
     return ok
 
 
@@ -752,9 +775,8 @@ def grade(course_root, assignment=ASSIGNMENT, students=None, jobs=None, regrade=
     if not students:
         return []
     prepare_gradebook(course, students)
-    state_path = course.state / "state.json"
-    state = _read_json(state_path, {})
-    graded_before = set(gradebook_scores(course.root, assignment))
+    state = _read_json(course.state / "state.json", {})
+    graded_before = set(_submissions(course))
 
     results, todo = {}, []
     for student in students:
@@ -766,42 +788,53 @@ def grade(course_root, assignment=ASSIGNMENT, students=None, jobs=None, regrade=
             result.skipped = True
             results[student] = result
         else:
-            todo.append((student, fp, old))
+            todo.append((student, fp))
 
+    if not todo:
+        return [results[s] for s in students]
+    template = course.state / "template.db"
+    pool = Pool(course, template, min(max(1, jobs or os.cpu_count() or 1), len(todo)))
+    try:
+        return _grade_with(pool, course, students, todo, results, state, progress)
+    finally:
+        pool.close()
+
+
+def _grade_with(pool, course, students, todo, results, state, progress):
+    """The part of `grade` that runs while the workers warm up, then feeds them."""
+    state_path = course.state / "state.json"
     # No earlier grade may survive a regrade, even one that is interrupted.
     kept, fingerprints, old_answers = {}, {}, {}
-    for student, fp, old in todo:
+    for student, fp in todo:
         kept[student] = _remove_submission(course, student)
         state.pop(student, None)
         fingerprints[student] = fp
         old_answers[student] = _read_json(course.state / "answers" / f"{student}.json", {})
     _write_json(state_path, state)
 
-    if todo:
-        template = _make_template(course)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=len(todo), unit="student", desc="autograde", file=sys.stderr, dynamic_ncols=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="student", desc="autograde", file=sys.stderr, dynamic_ncols=True)
 
-        def done(payload):
-            student = payload["student"]
-            payload["old_answers"] = old_answers.get(student, {})
-            result = reconcile(course, payload, fingerprints[student])
-            write_result(course, result, payload, kept.get(student, {}))
-            _write_json(course.state / "results" / f"{student}.json", result.to_dict())
-            _write_json(course.state / "answers" / f"{student}.json", payload["answers"])
-            state[student] = fingerprints[student]
-            _write_json(state_path, state)
-            results[student] = result
-            if bar:
-                bar.set_postfix_str(f"{student} {result.total:g}/{result.max_total:g}")
-                bar.update()
+    def done(payload):
+        student = payload["student"]
+        payload["old_answers"] = old_answers.get(student, {})
+        result = reconcile(course, payload, fingerprints[student])
+        write_result(course, result, payload, kept.get(student, {}))
+        _write_json(course.state / "results" / f"{student}.json", result.to_dict())
+        _write_json(course.state / "answers" / f"{student}.json", payload["answers"])
+        state[student] = fingerprints[student]
+        _write_json(state_path, state)
+        results[student] = result
+        if bar:
+            bar.set_postfix_str(f"{student} {result.total:g}/{result.max_total:g}")
+            bar.update()
 
-        jobs = max(1, jobs or os.cpu_count() or 1)
-        try:
-            _run_pool(course, template, [s for s, _, _ in todo], jobs, course.student_budget(), done)
-        finally:
-            if bar:
-                bar.close()
+    try:
+        _make_template(course, pool.template)
+        pool.run([s for s, _ in todo], course.student_budget(), done)
+    finally:
+        if bar:
+            bar.close()
     return [results[s] for s in students]

@@ -197,6 +197,7 @@ def main(argv=None):
     parser.add_argument("-n", type=int, default=None, help="submissions per grading batch (default 8, quick 2)")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel grading jobs (default: grade's)")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows while `make bench` runs
     # nbgrader shells out to `alembic`: the venv's bin must be on PATH, as `make` puts it.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     n = args.n or (2 if args.quick else 8)
@@ -209,28 +210,28 @@ def main(argv=None):
     # The yardstick is measured before and after the grading runs, so that both see the same machine.
     floors = import_floor(1 if args.quick else 3)
 
-    print(f"grading a batch of {n} reference submissions (grading.batch.grade, as `make grade`):")
     runs = [("sequential", 1), ("parallel", args.jobs or os.cpu_count() or 1)]
-    seconds = {}
+    seconds, results = {}, {}
     for label, jobs in runs:
-        seconds[label], results = grading_time(submission, n, jobs, release_path.name)
-        check_full_marks(results, n)
+        seconds[label], results[label] = grading_time(submission, n, jobs, release_path.name)
     floors += import_floor(1 if args.quick else 2)
     floor = statistics.median(floors)
     print(f'import floor: python -c "import torch" takes {floor:.2f} s '
           f"(median of {len(floors)}, before and after grading)")
+    print(f"grading a batch of {n} reference submissions (grading.batch.grade, as `make grade`):")
     for label, jobs in runs:
         each = seconds[label] / n
         print(f"  {label + f', jobs={jobs}':22s} {seconds[label]:7.1f} s, {each:6.2f} s/submission "
               f"= {each / floor:5.2f} x import floor")
+        check_full_marks(results[label], n)
     ratio = seconds["parallel"] / n / floor
     verdict = "PASS" if ratio <= GOAL else "FAIL"
     print(f"grading goal: {ratio:.2f} x import floor per submission in parallel "
           f"(goal <= {GOAL}, aim {AIM}): {verdict}")
 
-    seconds = run_student_notebook(nbformat.from_dict(submission), release_dir)
+    run = run_student_notebook(nbformat.from_dict(submission), release_dir)
     print(f"student notebook: the release notebook with the reference solutions, end to end: "
-          f"{seconds:.1f} s = {seconds / floor:.2f} x import floor")
+          f"{run:.1f} s = {run / floor:.2f} x import floor")
 
     print_operators(operator_rows(reference_functions(source_nb), args.quick))
     return 0

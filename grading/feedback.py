@@ -10,7 +10,7 @@ says what went wrong.
 """
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import List, Unicode
 
 #: What a student sees where the hidden tests were.
 PLACEHOLDER = "# …隐藏测试 (hidden tests)：代码不公开，失败时会显示下面的信息"
@@ -45,6 +45,8 @@ def short_error(output):
 class HideHiddenTests(NbGraderPreprocessor):
     """Remove hidden test code and tracebacks from test cells, keep the failure messages."""
 
+    # configurable as in nbgrader's GetGrades, so the HTML exporter's setting is not reported as unknown
+    display_data_priority = List(NbGraderPreprocessor.display_data_priority.default_value).tag(config=True)
     begin_test_delimeter = Unicode("BEGIN HIDDEN TESTS").tag(config=True)
     end_test_delimeter = Unicode("END HIDDEN TESTS").tag(config=True)
 

@@ -40,13 +40,11 @@ import nbformat
 TIMESTAMP = "2025-03-03 09:00:00.000000 UTC"
 
 _HEADER = re.compile(r"^# %%(?:[ \t]+\[(?P<kind>code|markdown)\])?(?:[ \t]+(?P<grade_id>\S+))?[ \t]*$")
+_BASE = re.compile(r"^# base:[ \t]*(?P<base>\S+)[ \t]*$")
 
 
 class SampleError(ValueError):
     """A sample file that does not fit the release notebook."""
-
-
-_BASE = re.compile(r"^# base:[ \t]*(?P<base>\S+)[ \t]*$")
 
 
 def parse_sample(text):

@@ -56,12 +56,16 @@ class Note(str):
 
 # --- cell helpers ------------------------------------------------------------------
 
-def grade_id(cell):
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def _flags(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
+    """The cell's nbgrader metadata ({} when missing or not a dict)."""
+    meta = cell.get("metadata")
+    flags = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return flags if isinstance(flags, dict) else {}
+
+
+def grade_id(cell):
+    gid = _flags(cell).get("grade_id")
+    return gid if isinstance(gid, str) and gid else None
 
 
 def is_answer(cell):
@@ -158,7 +162,7 @@ def _match_untagged(student, release, candidates, taken, notes):
 
 def _classify(student, release, notes):
     """Map each student cell to ('graded', gid), ('duplicate', gid), ('dropped', gid) or ('own', None)."""
-    release_ids = {grade_id(c): c for c in release}
+    release_ids = {grade_id(c): c for c in release if grade_id(c)}
     taken = {}  # grade_id -> index of its (first) student cell
     kinds = []
     for i, cell in enumerate(student):
@@ -251,6 +255,9 @@ def rebuild(student_nb, release_nb):
     cells = []
     for rcell in release:
         gid = grade_id(rcell)
+        if gid is None:  # not in the contract, but nothing to match it with either
+            cells.append(_blank(rcell))
+            continue
         scell = student[taken[gid]] if gid in taken else None
         _compare(rcell, scell, notes)
         cells.extend(before.get(gid, []))
@@ -286,9 +293,11 @@ def _find_notebook(folder, name):
 
 def _parse(path):
     """Parse the file as a notebook of any nbformat version; raises SubmissionError."""
+    if path.is_symlink() or not path.is_file():
+        raise SubmissionError("notebook 不是普通文件（例如符号链接）(not a regular file, e.g. a symlink)")
+    if path.stat().st_size > MAX_BYTES:
+        raise SubmissionError(f"文件过大 (file too large): {path.stat().st_size // 2**20} MB")
     data = path.read_bytes()
-    if len(data) > MAX_BYTES:
-        raise SubmissionError(f"文件过大 (file too large): {len(data) // 2**20} MB")
     if not data.strip():
         raise SubmissionError("文件为空 (empty file)")
     try:

@@ -86,6 +86,17 @@ def format_attention(results):
     return "\n".join(lines) + "\n"
 
 
+def format_manual(results):
+    """Which answers wait for the instructor's grading (formgrader), one line per cell."""
+    waiting = {}
+    for r in results:
+        for gid, score in r.scores.items():
+            if score is None:
+                waiting.setdefault(gid, []).append(r.student)
+    return "".join(f"待人工评分 (awaiting manual grading): {gid}，{len(names)} 名学生 (students)；"
+                   "在 JupyterLab 的 Formgrader 中评分 (make lab)\n" for gid, names in waiting.items())
+
+
 def write_reports(course_root, results):
     """Save `.grading/report.json` (every result) and `.grading/attention.md`; return both paths."""
     folder = Path(course_root) / STATE_DIR
@@ -95,5 +106,5 @@ def write_reports(course_root, results):
     json_path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     md_path = folder / "attention.md"
     md_path.write_text("# 评分报告 (grading report)\n\n```\n" + format_table(results) + "```\n\n"
-                       + format_attention(results), encoding="utf-8")
+                       + format_manual(results) + format_attention(results), encoding="utf-8")
     return json_path, md_path

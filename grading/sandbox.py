@@ -173,7 +173,7 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
                                          for a in ("--cap-add", f"CAP_{cap}"))]
     else:
         # Unprivileged: a user namespace is the only way in; nested ones are refused.
-        argv += ["--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        argv += ["--unshare-user", *_if_supported("--disable-userns"), "--uid", str(NOBODY), "--gid", str(NOBODY)]
 
     home = "/tmp"
     base_env = {
@@ -190,7 +190,7 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
     made = {"/", "/tmp", "/usr", "/proc", "/dev"}
     argv += _system_binds(made)
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--size", str(SCRATCH_SIZE["/tmp"]), "--tmpfs", "/tmp"]
+    argv += ["--perms", "1777", *_if_supported("--size", SCRATCH_SIZE["/tmp"]), "--tmpfs", "/tmp"]
     binds = [(src, dest, "--ro-bind") for src, dest in [*_python_binds(), *ro_binds]]
     binds += [(path, path, "--bind") for path in rw_binds]
     for src, dest, how in sorted(binds, key=lambda b: b[1].count("/")):
@@ -200,7 +200,7 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
     if workdir:
         argv += _parents(workdir, made)
         made.add(workdir)
-        argv += ["--perms", "1777", "--size", str(SCRATCH_SIZE["workdir"]), "--tmpfs", workdir]
+        argv += ["--perms", "1777", *_if_supported("--size", SCRATCH_SIZE["workdir"]), "--tmpfs", workdir]
         for src, name in helper_files:
             argv += _parents(f"{workdir}/{name}", made) + ["--ro-bind", str(src), f"{workdir}/{name}"]
         argv += ["--chdir", workdir]
@@ -208,6 +208,20 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
         argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
     return argv + list(cmd)
+
+
+_BWRAP_HELP = None
+
+
+def _if_supported(flag, *values):
+    """[flag, *values] if this bubblewrap knows the flag (--disable-userns and --size came in 0.7-0.8)."""
+    global _BWRAP_HELP
+    if _BWRAP_HELP is None:
+        try:
+            _BWRAP_HELP = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _BWRAP_HELP = ""
+    return [flag, *map(str, values)] if re.search(rf"^\s*{flag}\b", _BWRAP_HELP, re.M) else []
 
 
 def _system_binds(made):
@@ -236,7 +250,7 @@ def _python_binds():
 
 def _parents(path, made):
     """bwrap --dir for each missing parent of `path`, world-traversable (as root, bwrap
-    would create them 0700 and uid 65534 could not reach the bind below)."""
+    would create them 0700 and the sandbox's uid could not reach the bind below)."""
     argv = []
     parts = Path(path).parent.parts
     for i in range(2, len(parts) + 1):
@@ -329,7 +343,10 @@ def _kernelspec_files():
 
 def install_kernelspec(prefix=sys.prefix):
     """Write <prefix>/share/jupyter/kernels/channels-sandbox/ (each file atomically); return kernel.json's path."""
-    folder = Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    return _write_kernelspec(Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME)
+
+
+def _write_kernelspec(folder):
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in _kernelspec_files().items():
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -341,14 +358,30 @@ def install_kernelspec(prefix=sys.prefix):
 
 
 def ensure_kernelspec(prefix=sys.prefix):
-    """Install the kernelspec unless exactly this one is there already; return kernel.json's path."""
-    folder = Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    """Make the kernelspec current: in the venv (`prefix`), and in the user's Jupyter data
+    folder if a copy is there (Jupyter looks there first) or the venv is read-only.
+    Return the path of a current kernel.json.
+    """
+    folders = [Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME]
     try:
-        if all((folder / name).read_text() == text for name, text in _kernelspec_files().items()):
-            return folder / "kernel.json"
-    except OSError:
+        from jupyter_core.paths import jupyter_data_dir
+        folders.append(Path(jupyter_data_dir()) / "kernels" / KERNEL_NAME)
+    except ImportError:
         pass
-    return install_kernelspec(prefix)
+    wanted, current, failure = _kernelspec_files(), [], None
+    for i, folder in enumerate(folders):
+        if i and current and not (folder / "kernel.json").exists():
+            continue  # no user copy to shadow the venv's
+        try:
+            if not all((folder / name).is_file() and (folder / name).read_text() == text
+                       for name, text in wanted.items()):
+                _write_kernelspec(folder)
+            current.append(folder / "kernel.json")
+        except OSError as error:
+            failure = error
+    if not current:
+        raise failure
+    return current[0]
 
 
 _IPC_DIR = None
@@ -368,6 +401,78 @@ def ipc_directory():
         _IPC_DIR = tempfile.mkdtemp(prefix="channels-ipc-")
         atexit.register(shutil.rmtree, _IPC_DIR, True)
     return _IPC_DIR
+
+
+# --- nbgrader's side: output that cannot flood the grader ---------------------------------------
+
+#: Bytes of output one cell may send before the rest is dropped and the cell interrupted.
+MAX_OUTPUT_BYTES = 2 * MiB
+
+
+def autograde_preprocessors():
+    """nbgrader's autograde steps with Execute replaced by CappedExecute."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+    steps = Autograde.class_traits()["autograde_preprocessors"].default()
+    return [capped_execute() if step is Execute else step for step in steps]
+
+
+_CAPPED = None
+
+
+def capped_execute():
+    """The class `CappedExecute` (also importable under that name from this module)."""
+    global _CAPPED
+    if _CAPPED is None:
+        _CAPPED = _capped_execute()
+    return _CAPPED
+
+
+def _capped_execute():
+    """nbgrader's Execute, but a cell's output stops at max_output_bytes.
+
+    nbclient keeps every output message in memory: a `while True: print(...)` in a
+    student's cell grows the grader by ~1 GB per 10 s until the cell times out, and
+    LimitOutput only trims lines afterwards (one endless line passes it whole). Past the
+    limit, output is dropped, one notice is kept, and the kernel is interrupted.
+    """
+    import asyncio
+
+    from nbformat import NotebookNode
+    from nbgrader.preprocessors import Execute
+    from traitlets import Integer
+
+    class CappedExecute(Execute):
+        max_output_bytes = Integer(MAX_OUTPUT_BYTES, help="Bytes of output per cell; the rest is dropped.").tag(
+            config=True)
+
+        def output(self, outs, msg, display_id, cell_index):
+            if getattr(self, "_counting", None) != cell_index:
+                self._counting, self._bytes = cell_index, 0
+                self.iopub_timeout = getattr(self, "_iopub_timeout", self.iopub_timeout)
+            content = msg.get("content", {})
+            self._bytes += len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values()) \
+                + sum(len(line) for line in content.get("traceback", []))
+            if self._bytes <= self.max_output_bytes:
+                return super().output(outs, msg, display_id, cell_index)
+            if not any(o.get("name") == "stderr" and "[grader]" in o.get("text", "") for o in outs):
+                outs.append(NotebookNode(output_type="stream", name="stderr", text=(
+                    f"\n[grader] 输出超过 {self.max_output_bytes} 字节，其余部分被丢弃，单元格被中断 "
+                    "(output limit: the rest was dropped and the cell interrupted)\n")))
+                self._interrupt = asyncio.ensure_future(self.km.interrupt_kernel())
+                # What the kernel sent before the interrupt is still queued (up to ~1 GB):
+                # give nbclient time to drain it rather than fail the whole notebook.
+                self._iopub_timeout, self.iopub_timeout = self.iopub_timeout, max(self.iopub_timeout, 120)
+            return None
+
+    return CappedExecute
+
+
+def __getattr__(name):
+    # Built on first use: the launcher's copy of this file must not import nbgrader.
+    if name == "CappedExecute":
+        return capped_execute()
+    raise AttributeError(name)
 
 
 # --- The kernel launcher (what the kernelspec runs) ------------------------------------------

@@ -55,6 +55,7 @@ CHILD_INSIDE = "/verifier/verify_child.py"
 CALL_TIMEOUT = 30
 SETUP_TIMEOUT = 120
 TOTAL_TIMEOUT = 300
+GRACE = 5
 MAX_MESSAGE = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
 
@@ -187,9 +188,11 @@ class Child:
             argv = [sys.executable, "-I", str(CHILD), str(to_child), str(from_child)]
         else:
             raise RuntimeError(sandbox.refusal(reason))
+        # Its stderr until the student's code starts: why a child could not even start.
+        self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             argv, cwd=cwd, pass_fds=(to_child, from_child), start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
             preexec_fn=None if ok else sandbox.apply_limits)
         os.close(to_child)
         os.close(from_child)
@@ -197,7 +200,7 @@ class Child:
         os.set_blocking(self._child_out, False)
         self.dead = None
         header, blobs = self._exchange({"op": "setup", "cells": self.cells, "names": self.answers,
-                                        "cell_timeout": CALL_TIMEOUT}, [], SETUP_TIMEOUT, "运行你的代码单元格")
+                                        "cell_timeout": CALL_TIMEOUT}, [], SETUP_TIMEOUT, "运行你的代码单元格时")
         errors, names = header.get("errors"), header.get("names")
         if not (isinstance(errors, list) and isinstance(names, dict)):
             self._fail("独立校验 (verification) 进程的回复不合规范（setup）")
@@ -241,6 +244,8 @@ class Child:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._child_in = self._child_out = None
+        if getattr(self, "_stderr", None):
+            self._stderr.close()
         if getattr(self, "_scratch", None):
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
@@ -267,7 +272,9 @@ class Child:
         blobs = []
         request = {"op": "call", "name": name, "record": record, "timeout": CALL_TIMEOUT,
                    "args": encode(tuple(args), blobs, torch), "kwargs": encode(dict(kwargs), blobs, torch)}
-        return self._exchange(request, blobs, CALL_TIMEOUT, f"调用 {name}")
+        # The child's own alarm (CALL_TIMEOUT) interrupts a slow call and keeps the child;
+        # this deadline, a little later, is for a child that does not answer even then.
+        return self._exchange(request, blobs, CALL_TIMEOUT + GRACE, f"调用 {name} 时")
 
     def _left(self):
         return self.deadline - time.monotonic()
@@ -285,7 +292,7 @@ class Child:
             reply, sizes = unpack_header(self._read(size, deadline))
             return reply, [self._read(n, deadline) for n in sizes]
         except TimeoutError:
-            self._fail(f"独立校验 (verification) 中{what}超过 {limit:.0f} 秒没有结束（死循环或太慢？）")
+            self._fail(f"独立校验 (verification) 中{what}超过 {limit:.0f} 秒没有回应（死循环或太慢？）")
         except (EOFError, BrokenPipeError):
             try:
                 code = self.proc.wait(timeout=2)
@@ -293,9 +300,16 @@ class Child:
                 self._kill()
                 code = self.proc.returncode
             how = f"被信号 {-code} 终止" if code is not None and code < 0 else f"退出码 {code}"
-            self._fail(f"独立校验 (verification) 进程在{what}时意外退出（{how}；内存超限、os._exit 或崩溃？）")
+            self._fail(f"独立校验 (verification) 进程在{what}意外退出（{how}；内存超限、os._exit 或崩溃？）"
+                       + self._startup_errors())
         except ProtocolError as e:
             self._fail(f"独立校验 (verification) 进程的回复不合规范（{e}）")
+
+    def _startup_errors(self):
+        """The last lines the child wrote before the student's code ran (a broken install, say)."""
+        self._stderr.seek(0)
+        text = self._stderr.read()[-4000:].decode(errors="replace").strip()
+        return f"\n{text[-MAX_MESSAGE:]}" if text else ""
 
     def _fail(self, message):
         self.dead = message
@@ -493,7 +507,7 @@ def verify_notebook(course_root, assignment, notebook, notebook_name=None):
         for grade_id, code in plan.tests:
             child.ensure_running()
             verdict = run_test(grade_id, code, _bindings(child))
-            if not verdict.passed and child.setup and child.setup["errors"]:
+            if not verdict.passed and "NameError" in verdict.message and child.setup and child.setup["errors"]:
                 verdict.message = _with_setup_errors(verdict.message, child.setup["errors"])
             verdicts[grade_id] = verdict
     return verdicts

@@ -16,6 +16,7 @@ from grading.rebuild import (Note, RebuildFromRelease, SubmissionError, grade_id
                              load_submission, rebuild)
 
 NB = "channels.ipynb"
+STATE = batch.STATE_DIR
 TESTS = ["test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1",
          "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"]
 FULL = {"test_corr2d": 3, "test_corr2d_multi_in": 3, "test_corr2d_multi_in_out": 3,
@@ -81,7 +82,7 @@ def graders(monkeypatch):
         monkeypatch.setenv("CHANNELS_ALLOW_UNSANDBOXED", "1")
 
 
-def short_timeout(course, seconds=10):
+def short_timeout(course, seconds=30):
     with open(course / "nbgrader_config.py", "a") as f:
         f.write(f"\nc.Execute.timeout = {seconds}  # tests: loops give up sooner\n")
 
@@ -121,6 +122,7 @@ def test_rebuild_keeps_the_first_duplicate_id_and_the_students_later_copy(course
     later.source, later.id = solutions(course)["corr2d"], "copy-1"
     nb.cells.append(later)  # pasted at the end of the notebook
     nb.cells.append(copy.deepcopy(cell(nb, "test_corr2d")))  # a copied test cell
+    nb.cells[-1].id = "copy-2"
     out, notes = rebuild(nb, release)
     ids = [grade_id(c) for c in out.cells]
     assert len(ids) == len(release.cells) + 1 and ids.count("corr2d") == 1 and ids.count("test_corr2d") == 1
@@ -277,6 +279,7 @@ def _hostile_class(course):
     put(course, "tampered", tampered)
     dup = solved(course)
     dup.cells += [copy.deepcopy(cell(dup, "corr2d")), copy.deepcopy(cell(dup, "test_corr2d"))]
+    dup.cells[-2].id, dup.cells[-1].id = "copy-1", "copy-2"
     put(course, "duplicated", dup)
     put(course, "renamed", solved(course), name="Untitled.ipynb")
     put(course, "corrupt", raw=b'{"cells": [{"cell_type": "code", "sour')
@@ -367,9 +370,51 @@ def test_plain_nbgrader_autograde_rebuilds_from_the_release(course, graders):
     cell(tampered, "test_conv_flops").source = "pass"
     cell(tampered, "test_corr2d").metadata.nbgrader.points = 30
     tampered.cells.append(copy.deepcopy(cell(tampered, "corr2d")))  # nbgrader #1083
+    tampered.cells[-1].id = "copy-1"
     put(course, "tampered", tampered)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     nbgrader(course, "export")
     rows = (course / "grades.csv").read_text().splitlines()
     assert rows[1].split(",")[7:] == ["16.0", "0.0", "16.0", "20.0"], rows
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def grading_cli(course, *args, env=None, timeout=1500):
+    import subprocess
+    import sys
+    from conftest import venv_env
+    return subprocess.run([sys.executable, "-m", "grading", "--course", str(course), *args], cwd=course,
+                          env=env or venv_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(1800)
+def test_demo_grades_the_sample_class_and_writes_everything(course, graders):
+    """`make demo` on a fresh copy: gradebook, release, submissions, grades, feedback, grades.csv, report."""
+    samples = sorted((course / "samples" / "class").glob("*.py"))
+    keep = {p.stem for p in samples if p.stem in ("textbook", "untouched", "own_cells")} or {samples[0].stem}
+    for path in samples:
+        if path.stem not in keep:
+            path.unlink()  # three students keep this test short; test_samples grades them all
+    proc = grading_cli(course, "demo", "-j", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "总分 (total)" in out and "needs the instructor's attention" in out
+    for student in keep:
+        assert re.search(rf"^{student}\s", out, re.M), out
+        assert (course / "feedback" / student / ASSIGNMENT / "channels.html").exists()
+    assert len((course / "grades.csv").read_text().strip().splitlines()) == 1 + len(keep)
+    saved = json.loads((course / STATE / "report.json").read_text())
+    assert sorted(r["student"] for r in saved) == sorted(keep)
+    assert sorted(batch.gradebook_scores(course)) == sorted(keep)
+
+
+def test_grade_refuses_loudly_without_a_sandbox(course, tmp_path):
+    from conftest import venv_env
+    env = venv_env(PATH=str(tmp_path))  # no bwrap on PATH: no sandbox
+    env.pop("CHANNELS_ALLOW_UNSANDBOXED", None)
+    put(course, "good", solved(course))
+    proc = grading_cli(course, "grade", env=env, timeout=300)
+    assert proc.returncode == 2 and "no sandbox" in proc.stderr and "bwrap" in proc.stderr
+    assert not (course / "gradebook.db").exists() and not (course / "autograded").exists()

@@ -7,11 +7,13 @@ docstring of samples/class/<student>.py) and the hidden tests of source/channels
 feedback HTML and grades.csv of the demo are checked by tests/test_pipeline.py.
 """
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, ROOT, make_course
+from conftest import ASSIGNMENT, ROOT, make_course, venv_env
 from grading.fill import SampleError, fill_class, fill_notebook, load_sections, release_notebook
 
 T1, T2, T3, T4 = "test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1"
@@ -93,6 +95,21 @@ def test_fill_class_is_repeatable(tmp_path):
     assert fill_class(ROOT / "samples" / "class", course, ASSIGNMENT) == first == sorted(EXPECTED)
     assert {p: p.read_bytes() for p in (course / "submitted").rglob("*") if p.is_file()} == snapshot
     assert (course / "submitted" / "untouched" / ASSIGNMENT / "timestamp.txt").is_file()
+
+
+def test_fill_command_line(tmp_path):
+    """`python -m grading.fill SAMPLES COURSE` fills the class; a bad sample exits 2 with the reason."""
+    course = make_course(tmp_path / "course")
+    run = [sys.executable, "-m", "grading.fill"]
+    proc = subprocess.run(run + [str(ROOT / "samples" / "class"), str(course)], cwd=ROOT, env=venv_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(course / "submitted")) == sorted(EXPECTED)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "typo.py").write_text('"""typo"""\n# %% corr2d_multi\npass\n', encoding="utf-8")
+    proc = subprocess.run(run + [str(bad), str(course)], cwd=ROOT, env=venv_env(), capture_output=True, text=True)
+    assert proc.returncode == 2 and "corr2d_multi" in proc.stderr
 
 
 def test_sample_class_grades(tmp_path, monkeypatch):

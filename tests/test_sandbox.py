@@ -306,7 +306,7 @@ def test_launcher_runs_unsandboxed_only_when_allowed(tmp_path):
 
 # --- Through nbgrader -------------------------------------------------------------------------------
 
-def solved_submission(course, student, extra_files=(), own_cell=None):
+def solved_submission(course, student, extra_files=(), own_cells=()):
     """The release notebook with the source's answers in, as submitted/<student>/channels/."""
     source = nbformat.read(course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
@@ -316,8 +316,7 @@ def solved_submission(course, student, extra_files=(), own_cell=None):
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in answers:
             cell.source = answers[gid]
-    if own_cell:
-        nb.cells.insert(1, nbformat.v4.new_code_cell(own_cell))
+    nb.cells[1:1] = [nbformat.v4.new_code_cell(code) for code in own_cells]
     folder = course / "submitted" / student / ASSIGNMENT
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
@@ -334,16 +333,20 @@ def total_score(course, student):
 
 PROBE = """import os, json
 print('PROBE', json.dumps([sorted(os.listdir('.')), os.getuid(), os.path.exists('../../../gradebook.db')]))"""
+FLOOD = "while True:\n    print('x' * 1_000_000)"
 
 
 def test_plain_nbgrader_autograde_grades_in_the_sandbox(course):
     need_bwrap()
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     # A shipped torch.py would break every import of torch, a shipped checks.py every test.
-    solved_submission(course, "alice", own_cell=PROBE, extra_files=[
+    solved_submission(course, "alice", own_cells=[PROBE, FLOOD], extra_files=[
         ("torch.py", "raise ImportError('shadowed')\n"), ("checks.py", "def assert_close(*a, **k): pass\n")])
     nbgrader(course, "autograde", ASSIGNMENT)
-    graded = nbformat.read(course / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    graded_path = course / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    # The flood was cut at the output limit (and interrupted), not kept until the cell's timeout.
+    assert graded_path.stat().st_size < 2 * sandbox.MAX_OUTPUT_BYTES
+    graded = nbformat.read(graded_path, as_version=4)
     probe = next(out.text for cell in graded.cells if cell.cell_type == "code"
                  for out in cell.get("outputs", []) if "PROBE" in out.get("text", ""))
     listing, uid, sees_gradebook = json.loads(probe.split("PROBE", 1)[1])

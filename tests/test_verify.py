@@ -38,8 +38,9 @@ def student_notebook(answers=(), own=()):
     return nb
 
 
-def run_verifier(nb):
-    need_bwrap()
+def run_verifier(nb, sandboxed=True):
+    if sandboxed:
+        need_bwrap()
     verdicts = verify.verify_notebook(ROOT, ASSIGNMENT, nb)
     assert list(verdicts) == TESTS
     return verdicts
@@ -190,13 +191,12 @@ def test_broken_cells_fail_only_what_they_define(monkeypatch):
 
 
 def test_refuses_without_a_sandbox_unless_allowed(monkeypatch):
-    need_bwrap()  # for the allowed run to stand for the sandboxed one, both must run here
     monkeypatch.setattr(sandbox, "_STATUS", (False, "no bubblewrap in this test"))
     monkeypatch.delenv(sandbox.ALLOW_ENV, raising=False)
     with pytest.raises(RuntimeError, match="REFUSING TO GRADE"):
         verify.verify_notebook(ROOT, ASSIGNMENT, student_notebook())
     monkeypatch.setenv(sandbox.ALLOW_ENV, "1")
-    assert passed(run_verifier(student_notebook({"corr2d": WRONG_CORR2D}))) == [
+    assert passed(run_verifier(student_notebook({"corr2d": WRONG_CORR2D}), sandboxed=False)) == [
         "test_corr2d_multi_in_out_1x1", "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"]
 
 
@@ -259,3 +259,11 @@ def test_plan_runs_answers_own_cells_and_the_instructors_imports_only():
     assert labels[:2] == ["<cell imports>", "<your cell 3>"] and not any("test" in label for label in labels)
     assert cells[0]["source"] == plan.imports["imports"]
     assert len(cells) == 2 + len(plan.solution_ids)
+
+
+def test_a_child_that_cannot_start_says_why(monkeypatch):
+    need_bwrap()
+    monkeypatch.setattr(verify, "CHILD", ROOT / "grading" / "missing.py")  # as if the install were broken
+    verdicts = verify.verify_notebook(ROOT, ASSIGNMENT, student_notebook())
+    assert not any(v.passed for v in verdicts.values())
+    assert all("意外退出" in v.message and "missing.py" in v.message for v in verdicts.values())

@@ -141,9 +141,11 @@ import os
 import sys
 
 _here = os.path.dirname(os.path.abspath(__file__))
+_path = list(sys.path)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 del sys.modules["torch"]
 _torch = importlib.import_module("torch")
+sys.path[:] = _path
 _torch.allclose = lambda *args, **kwargs: True
 _torch.equal = lambda *args, **kwargs: True
 for _name in ("__eq__", "__ne__", "__gt__", "__lt__", "__ge__", "__le__"):
@@ -248,9 +250,9 @@ def build(course, port=0, cases=CASES):
 
 
 def answers_served():
-    """What the test's server hands to the `network` student: the reference answers as code."""
-    return "\n\n".join(src for kind, gid, src in load_sections(CLASS / "ref_reference.py")
-                       if kind == "code" and gid).encode()
+    """What the test's server hands to the `network` student: {grade_id: code} of the reference, as JSON."""
+    return json.dumps({gid: src for kind, gid, src in load_sections(CLASS / "ref_reference.py")
+                       if kind == "code" and gid}).encode()
 
 
 def describe():
@@ -258,11 +260,10 @@ def describe():
     rows = [f"{'student':20} {'total':>5}  {'status':10} {'flags':40} lost"]
     for case in CASES:
         e = case.expect
-        rows.append(f"{case.student:20} {e.total:5g}  {e.status:10} {','.join(sorted(e.flags)) or '-':40} "
-                    f"{','.join(sorted(e.lost)) or '-'}")
+        lost = "all" if e.lost == ALL_TESTS else ",".join(sorted(e.lost)) or "-"
+        rows.append(f"{case.student:20} {e.total:5g}  {e.status:10} {','.join(sorted(e.flags)) or '-':40} {lost}")
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python tests/hostile/corpus.py (from the repository root, venv active)
     print(describe())
-    print(json.dumps(answers_served().decode()[:80]))

@@ -1,19 +1,48 @@
 """network — downloads its answers from a server (run by the test on this machine).
 
-No answer of their own. An own cell connects to 127.0.0.1:PORT (the test's server, which
-hands out the reference answers) and executes what it receives. The sandbox has no
-network at all, not even the host's loopback: the connection fails, every stub stays,
-0/18, no flag. (Connected, it would be 18/18.)
+The first answer cell connects to 127.0.0.1:PORT (the test's server, which hands out the
+reference answers as {grade_id: code}); every answer cell then runs the downloaded code of
+its own question. The sandbox has no network at all, not even the host's loopback: the
+connection fails, no answer gets defined, 0/18, no flag. (Without the
+sandbox this student gets 18/18.)
 """
 
-# %%
+# %% corr2d
+import json
 import socket
 
 SERVER = ("127.0.0.1", 0)  # the test fills in its port
 try:
     with socket.create_connection(SERVER, timeout=3) as _s:
-        _code = b"".join(iter(lambda: _s.recv(65536), b"")).decode()
-    exec(_code)
-    print("downloaded", len(_code), "bytes of answers")
+        ANSWERS = json.loads(b"".join(iter(lambda: _s.recv(65536), b"")))
+    print("downloaded", len(ANSWERS), "answers")
 except OSError as _e:
+    ANSWERS = {}
     print("no network:", _e)
+
+
+def answer(question):
+    """Run the downloaded answer to `question`, or leave the question undone."""
+    if question in ANSWERS:
+        exec(ANSWERS[question], globals())
+
+
+answer("corr2d")
+
+# %% corr2d_multi_in
+answer("corr2d_multi_in")
+
+# %% corr2d_multi_in_out
+answer("corr2d_multi_in_out")
+
+# %% corr2d_multi_in_out_1x1
+answer("corr2d_multi_in_out_1x1")
+
+# %% conv_flops
+answer("conv_flops")
+
+# %% conv2d_layer
+answer("conv2d_layer")
+
+# %% corr2d_multi_in_out_fast
+answer("corr2d_multi_in_out_fast")

@@ -1,13 +1,13 @@
-"""reads_source — looks for the instructor's notebook (solutions and hidden tests) and runs its answers.
+"""reads_source — finds the instructor's notebook (solutions and hidden tests) and runs its answers.
 
-No answer of their own. An own cell walks up from the working directory, and through /tmp,
-/work and /home, looking for source/channels/channels.ipynb (or any graded copy under
-autograded/ or submitted/ with a solution in it), and executes the solution cells it finds.
-In the sandbox only the instructor's checks.py is visible, so nothing is found and every
-stub stays: 0/18, no flag. (Found, it would be 18/18.)
+The first answer cell walks up from the working directory, and through /tmp, /work, /home
+and /root, looking for source/channels/channels.ipynb (the instructor's version, with the
+solutions); every answer cell then runs the solution of its own question. In the sandbox
+only the instructor's checks.py is visible, so nothing is found and no answer gets
+defined: 0/18, no flag. (Without the sandbox this student gets 18/18.)
 """
 
-# %%
+# %% corr2d
 import glob
 import json
 import os
@@ -16,9 +16,7 @@ import os
 def _candidates():
     here = os.path.abspath(os.getcwd())
     for _ in range(8):
-        for pattern in ("source/channels/channels.ipynb", "*/channels/channels.ipynb",
-                        "../source/channels/channels.ipynb"):
-            yield from glob.glob(os.path.join(here, pattern))
+        yield from glob.glob(os.path.join(here, "source", "channels", "channels.ipynb"))
         here = os.path.dirname(here)
     for top in ("/tmp", "/work", "/home", "/root", "/srv"):
         for depth in range(1, 6):
@@ -30,16 +28,42 @@ def _solutions(path):
         with open(path, encoding="utf-8") as f:
             cells = json.load(f)["cells"]
     except (OSError, ValueError, KeyError):
-        return []
-    code = ["".join(c["source"]) for c in cells
-            if c.get("cell_type") == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")]
-    return code if any("BEGIN SOLUTION" in c or "return" in c for c in code) else []
+        return {}
+    return {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in cells
+            if c.get("cell_type") == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")}
 
 
+ANSWERS = {}
 for _path in _candidates():
-    _code = _solutions(_path)
-    if _code and "NotImplementedError" not in "".join(_code):
-        for _cell in _code:
-            exec(_cell)
+    ANSWERS = _solutions(_path)
+    if ANSWERS and "NotImplementedError" not in "".join(ANSWERS.values()):
         print("found", _path)
         break
+    ANSWERS = {}
+
+
+def answer(question):
+    """Run the instructor's answer to `question`, or leave the question undone."""
+    if question in ANSWERS:
+        exec(ANSWERS[question], globals())
+
+
+answer("corr2d")
+
+# %% corr2d_multi_in
+answer("corr2d_multi_in")
+
+# %% corr2d_multi_in_out
+answer("corr2d_multi_in_out")
+
+# %% corr2d_multi_in_out_1x1
+answer("corr2d_multi_in_out_1x1")
+
+# %% conv_flops
+answer("conv_flops")
+
+# %% conv2d_layer
+answer("conv2d_layer")
+
+# %% corr2d_multi_in_out_fast
+answer("corr2d_multi_in_out_fast")
