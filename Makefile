@@ -33,6 +33,7 @@ system:
 
 release: setup
 	$(BIN)/nbgrader generate_assignment channels --force
+	$(PY) samples/lms/make_archive.py   # the example LMS download is built from release/
 
 demo: setup
 	$(PY) -m grading demo $(if $(JOBS),-j $(JOBS))

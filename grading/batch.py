@@ -403,6 +403,9 @@ def _autograde(course, student, db_path):
     coursedir.db_url = f"sqlite:///{db_path}"
     coursedir.assignment_id = course.assignment
     coursedir.student_id = student
+    from grading import zygote
+    if os.environ.get(zygote.ENV):  # this worker has a warm jail: its kernels are forked there
+        config.Execute.kernel_name = zygote.KERNEL_NAME
     app = Autograde(coursedir=coursedir, config=config)
     app.force = True
     app.create_student = True
@@ -619,6 +622,27 @@ PRELOAD = ["grading.batch", "grading.rebuild", "grading.feedback", "nbgrader.con
            "grading.verify", "torch"]
 
 
+def _warm_jail(course, log_path):
+    """This worker's zygote (grading/zygote.py), or None: then every process gets its own jail."""
+    from grading.zygote import Zygote, ZygoteUnavailable
+    try:
+        return Zygote(course.root, course.assignment, log_path, str(course.state / "jupyter"))
+    except (ZygoteUnavailable, OSError) as e:
+        print(f"grading without a warm jail: {e}", file=sys.stderr, flush=True)
+        return None
+
+
+def _fresh_jail(zygote, course, log_path):
+    """Empty the zygote's jail before the next student; start a new one if it is gone."""
+    if zygote is not None:
+        try:
+            zygote.reset()
+            return zygote
+        except OSError:
+            zygote.close()
+    return _warm_jail(course, log_path)
+
+
 def _worker_main(conn, root, assignment, template, log_path, environ):
     """Worker loop: keep nbgrader and torch imported, grade students sent by the parent one at a time."""
     os.environ.clear()
@@ -633,6 +657,8 @@ def _worker_main(conn, root, assignment, template, log_path, environ):
             __import__(name)
         except ImportError:
             pass
+    jail_log = str(Path(log_path).with_suffix(".zygote.log"))
+    zygote = _warm_jail(course, jail_log)
     conn.send(("ready", None))
     while True:
         try:
@@ -640,7 +666,10 @@ def _worker_main(conn, root, assignment, template, log_path, environ):
         except EOFError:
             return
         if student is None:
+            if zygote is not None:
+                zygote.close()
             return
+        zygote = _fresh_jail(zygote, course, jail_log)
         try:
             payload = grade_submission(course, student, template,
                                        send=lambda kind, data: conn.send((kind, data)))

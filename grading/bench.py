@@ -171,13 +171,17 @@ def grading_time(nb, n, jobs, release_name):
 
 
 def check_full_marks(results, n):
-    """A bench of failing submissions would time the wrong thing: say so loudly."""
+    """A bench of failing submissions would time the wrong thing: say so loudly; True when all is well."""
     totals = sorted({(r.status, r.total, r.max_total) for r in results})
     if len(results) != n or len(totals) != 1 or totals[0][0] != "graded":
         print(f"  WARNING: the reference submissions were not all graded alike: {totals}")
-        return
+        for r in results:
+            if r.reason:
+                print(f"    {r.student}: {r.status} {r.total:g}/{r.max_total:g} {r.reason}")
+        return False
     _, total, max_total = totals[0]
     print(f"  every reference submission scored {total:g}/{max_total:g} (the manual answer awaits the formgrader)")
+    return True
 
 
 def copy_course(dest):
@@ -211,7 +215,7 @@ def main(argv=None):
     floors = import_floor(1 if args.quick else 3)
 
     runs = [("sequential", 1), ("parallel", args.jobs or os.cpu_count() or 1)]
-    seconds, results = {}, {}
+    seconds, results, valid = {}, {}, True
     for label, jobs in runs:
         seconds[label], results[label] = grading_time(submission, n, jobs, release_path.name)
     floors += import_floor(1 if args.quick else 2)
@@ -223,9 +227,9 @@ def main(argv=None):
         each = seconds[label] / n
         print(f"  {label + f', jobs={jobs}':22s} {seconds[label]:7.1f} s, {each:6.2f} s/submission "
               f"= {each / floor:5.2f} x import floor")
-        check_full_marks(results[label], n)
+        valid = check_full_marks(results[label], n) and valid
     ratio = seconds["parallel"] / n / floor
-    verdict = "PASS" if ratio <= GOAL else "FAIL"
+    verdict = ("PASS" if ratio <= GOAL else "FAIL") if valid else "INVALID (grading went wrong, see above)"
     print(f"grading goal: {ratio:.2f} x import floor per submission in parallel "
           f"(goal <= {GOAL}, aim {AIM}): {verdict}")
 

@@ -9,14 +9,17 @@ a convolution under another name. So every autograded test cell is run a second 
   answer name (corr2d, ...) is a `Proxy`;
 - each proxy call goes to a child process (grading/verify_child.py, jailed by
   grading/sandbox.py) that ran the student's cells and nothing else, and that has
-  torch's convolution operators blocked at the dispatcher.
+  torch's convolution operators blocked at the dispatcher;
+- the child answers with the aten operations the function ran, and the proxy REPLAYS
+  them here on the test's own tensors (`Replay`). So the result, the operators that
+  checks.record_ops sees, in-place changes to the arguments and the time taken are all
+  measured here; nothing the child reports about itself is believed. A forged recipe
+  could only be another computation of the answer from the arguments (constants, the
+  one way to smuggle values in, are limited to a handful of numbers).
 
 Only data crosses (JSON and raw tensor bytes, never pickle), and this side never
-executes student code, so all comparisons, tolerances and messages are the
-instructor's. The child's arguments go back and forth: in-place changes to an argument
-are copied back, so "inputs unchanged" checks see them; checks.record_ops gets the
-operators the child ran, so "one matrix product" and "no per-pixel loop" checks work;
-timing checks time the round trip.
+executes student code (only aten operators, each checked for the memory it would
+take), so all comparisons, tolerances and messages are the instructor's.
 
     verify_notebook(course_root, assignment, notebook) -> {grade_id: Verdict}
 
@@ -46,7 +49,8 @@ from pathlib import Path
 import nbformat
 
 from grading import sandbox
-from grading.verify_child import MAX_HEADER, ProtocolError, decode, encode, pack, unpack_header
+from grading.verify_child import (
+    MAX_HEADER, MAX_NODES, ProtocolError, decode, encode, pack, tensor_inputs, unpack_header)
 
 CHILD = Path(__file__).with_name("verify_child.py")
 CHILD_INSIDE = "/verifier/verify_child.py"
@@ -78,6 +82,10 @@ class ForbiddenOperator(AssertionError):
 
 class StudentError(Exception):
     """An exception of the student's code whose type is not a built-in one."""
+
+
+class ConstantResult(AssertionError):
+    """The recipe computes its result from more constants than the function could need."""
 
 
 # --- What to run: the instructor's notebook says -------------------------------------------------
@@ -176,7 +184,11 @@ class Child:
         workdir = f"{sandbox.INSIDE_ROOT}/{self.assignment}"
         helpers = sandbox.helper_files(self.course_root, self.assignment)
         ok, reason = sandbox.sandbox_status()
-        if ok:
+        zygote = os.environ.get("CHANNELS_ZYGOTE")  # the grading worker's warm jail (grading/zygote.py)
+        if ok and zygote:
+            argv, cwd = [sys.executable, "-I", str(CHILD.with_name("zygote.py")), "attach", "verify",
+                         str(to_child), str(from_child)], None
+        elif ok:
             cmd = [sys.executable, "-I", CHILD_INSIDE, str(to_child), str(from_child)]
             argv, cwd = sandbox.sandbox_argv(cmd, workdir=workdir, helper_files=helpers,
                                              ro_binds=[(str(CHILD), CHILD_INSIDE)]), None
@@ -264,13 +276,13 @@ class Child:
         self.stop()
 
     # Calls.
-    def call(self, name, args, kwargs, record):
-        """Run name(*args, **kwargs) in the child; return the decoded reply."""
+    def call(self, name, args, kwargs):
+        """Run name(*args, **kwargs) in the child; return its reply (header, blobs)."""
         import torch
         if self.dead:
             raise VerifierError(self.dead)
         blobs = []
-        request = {"op": "call", "name": name, "record": record, "timeout": CALL_TIMEOUT,
+        request = {"op": "call", "name": name, "timeout": CALL_TIMEOUT,
                    "args": encode(tuple(args), blobs, torch), "kwargs": encode(dict(kwargs), blobs, torch)}
         # The child's own alarm (CALL_TIMEOUT) interrupts a slow call and keeps the child;
         # this deadline, a little later, is for a child that does not answer even then.
@@ -349,8 +361,23 @@ def _widen(fd):
 
 # --- The trusted side of a call ---------------------------------------------------------------------
 
+#: Limits on a recipe from the child: elements of constants (tensors the function did not
+#: compute from its arguments: the only way values could be smuggled in, so kept tiny),
+#: numbers in one operation's arguments, bytes one operation may allocate, all of them.
+MAX_CONSTANT_ELEMENTS = 64
+MAX_SCALARS = 64
+MAX_OP_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 2 * 2**30
+
+
 class Proxy:
-    """Stands for the student's function `name` in a test cell; the call runs in the child."""
+    """Stands for the student's function `name` in a test cell.
+
+    A call runs the function in the child, which answers with the aten operations it ran;
+    the proxy replays them here, on the caller's own tensors and under whatever the test
+    cell has set up (checks.record_ops's recorder, a timer). So the result, the operator
+    list, in-place changes to the arguments and the time taken are all this process's.
+    """
 
     def __init__(self, child, name):
         self._child, self.__name__ = child, name
@@ -360,54 +387,214 @@ class Proxy:
         return f"<function {self.__name__} (verified in a sandbox)>"
 
     def __call__(self, *args, **kwargs):
-        return self.recorded(*args, _record=False, **kwargs)[0]
-
-    def recorded(self, *args, _record=True, **kwargs):
-        """Call and return (result, the aten operators the call ran in the child)."""
         import torch
         from torch.utils._python_dispatch import _disable_current_modes
-        # Our own tensor work must not show up in an operator log of the test cell.
-        with _disable_current_modes(), torch.no_grad():
-            reply, blobs = self._child.call(self.__name__, args, kwargs, _record)
-            try:
-                return self._result(reply, blobs, args, torch)
-            except ProtocolError as e:
-                raise VerifierError(f"独立校验 (verification) 进程的回复不合规范（{e}）") from None
+        with _disable_current_modes():  # the messages are not the function's operations
+            reply, blobs = self._child.call(self.__name__, args, kwargs)
+        try:
+            return self._result(reply, blobs, args, kwargs, torch)
+        except ProtocolError as e:
+            raise VerifierError(f"独立校验 (verification) 进程的回复不合规范（{e}）") from None
 
-    def _result(self, reply, blobs, args, torch):
+    def _result(self, reply, blobs, args, kwargs, torch):
         name = self.__name__
         blocked = reply.get("blocked") or []
         if blocked:
             ops = "、".join(str(op)[:60] for op in blocked[:5])
             raise ForbiddenOperator(f"{name} 调用了卷积算子 (convolution operator) {ops}，在独立校验中被拦截："
                                     "本题只能用张量运算自己实现。")
-        device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
-        changed = reply.get("changed") or {}
-        if not isinstance(changed, dict):
-            raise ProtocolError("bad list of changed arguments")
-        for index, value in changed.items():
-            i = int(index) if str(index).isdigit() else -1
-            new = decode(value, blobs, torch)
-            if not (0 <= i < len(args) and isinstance(args[i], torch.Tensor) and isinstance(new, torch.Tensor)):
-                raise ProtocolError("changed argument out of range")
-            args[i].set_(new.to(args[i].device))  # the in-place change the student's code made
         if not reply.get("ok"):
             raise _student_exception(reply.get("error"), name)
-        ops = reply.get("ops")
-        if ops is not None and not (isinstance(ops, list) and len(ops) < 10**6 and all(isinstance(o, str) for o in ops)):
-            raise ProtocolError("bad operator list")
-        return _to_device(decode(reply.get("result"), blobs, torch), device, torch), list(ops or [])
+        trace = reply.get("trace")
+        if not isinstance(trace, dict):
+            raise ProtocolError("answer without a trace")
+        inputs = tensor_inputs(args, kwargs, torch)
+        device = inputs[0].device if inputs else torch.device("cpu")
+        deadline = min(self._child.deadline, time.monotonic() + CALL_TIMEOUT)
+        result = reply.get("result")
+        layer = isinstance(result, dict) and result.get("t") == "conv2d"
+        # A layer comes back as data and is checked as such: its recipe (the layer's own
+        # initialisation included) only matters for what it does to the arguments.
+        limit = None if layer else MAX_CONSTANT_ELEMENTS
+        replay = Replay(trace, blobs, inputs, device, torch, deadline, constants_limit=limit)
+        replay.run()
+        if layer:
+            from torch.utils._python_dispatch import _disable_current_modes
+            with _disable_current_modes():
+                return decode(result, blobs, torch).to(device)  # a layer: its parameters, run here
+        replay.scalars = 0
+        return replay.value(result)
 
 
-def _to_device(value, device, torch):
-    """The child computes on the CPU; results go where the arguments were."""
-    if device is None or device.type == "cpu":
+class Replay:
+    """Run a recipe of aten operations from the child on trusted tensors, with limits."""
+
+    def __init__(self, trace, blobs, inputs, device, torch, deadline=None, constants_limit=MAX_CONSTANT_ELEMENTS):
+        self.torch, self.device, self.blobs, self.deadline = torch, device, blobs, deadline
+        self.constants_limit = constants_limit
+        nodes, constants = trace.get("nodes"), trace.get("constants")
+        if not (isinstance(nodes, list) and isinstance(constants, list) and trace.get("inputs") == len(inputs)):
+            raise ProtocolError("malformed trace")
+        if len(nodes) > MAX_NODES:
+            raise ProtocolError(f"more than {MAX_NODES} operations")
+        self.nodes, self.constants = nodes, constants
+        self.values = dict(enumerate(inputs))
+        self.constant_elements = self.allocated = self.scalars = 0
+
+    def run(self):
+        for node in self.nodes:
+            if not isinstance(node, dict) or not isinstance(node.get("out"), list):
+                raise ProtocolError("malformed operation")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise VerifierError(f"独立校验 (verification) 中重放 (replay) 运算超过 {CALL_TIMEOUT} 秒")
+            op = self._operator(node.get("op"))
+            self.scalars = 0
+            args = self.value(node.get("args"))
+            kwargs = self.value({"t": "kwargs", "items": node.get("kwargs")})
+            if not isinstance(args, list):
+                raise ProtocolError("malformed arguments")
+            self._check_size(op, args, kwargs)
+            out = op(*args, **kwargs)  # recorded by the test's operator log, if one is on
+            flat = list(out) if isinstance(out, (list, tuple)) else [out]
+            if len(flat) != len(node["out"]):
+                raise ProtocolError(f"{op} gave {len(flat)} results, the trace says {len(node['out'])}")
+            for number, result in zip(node["out"], flat):
+                if number is not None:
+                    self._store(number, result)
+
+    def _operator(self, name):
+        parts = str(name).split(".")
+        if len(parts) != 3 or parts[0] != "aten" or not all(_IDENTIFIER.match(p) for p in parts[1:]):
+            raise ProtocolError(f"operation {str(name)[:80]!r} is not an aten operator")
+        try:
+            op = getattr(getattr(self.torch.ops.aten, parts[1]), parts[2])
+        except (AttributeError, RuntimeError):
+            raise ProtocolError(f"unknown operator {name}") from None
+        if not isinstance(op, self.torch._ops.OpOverload):
+            raise ProtocolError(f"unknown operator {name}")
+        return op
+
+    def _store(self, number, value):
+        if type(number) is not int or not 0 <= number < 4 * MAX_NODES:
+            raise ProtocolError("bad value number")
+        self.values[number] = value
+
+    def value(self, obj):
+        """An argument of the recipe as a value here: references resolved, constants checked."""
+        torch = self.torch
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            self.scalars += 1
+            if self.scalars > MAX_SCALARS:
+                raise ProtocolError(f"more than {MAX_SCALARS} numbers in one operation")
+            return obj
+        if not isinstance(obj, dict):
+            raise ProtocolError("malformed argument")
+        kind = obj.get("t")
+        if kind == "ref":
+            if obj.get("v") not in self.values:
+                raise ProtocolError("reference to an unknown value")
+            return self.values[obj["v"]]
+        if kind == "const":
+            return self._constant(obj)
+        if kind in ("list", "tuple"):
+            items = obj.get("items")
+            if not isinstance(items, list):
+                raise ProtocolError("malformed list")
+            items = [self.value(v) for v in items]
+            return items if kind == "list" else tuple(items)
+        if kind == "kwargs":
+            items = obj.get("items")
+            if not isinstance(items, dict) or not all(isinstance(k, str) and _IDENTIFIER.match(k) for k in items):
+                raise ProtocolError("malformed keyword arguments")
+            return {k: self.value(v) for k, v in items.items()}
+        if kind == "complex":
+            return complex(float(obj.get("re", 0.0)), float(obj.get("im", 0.0)))
+        if kind == "device":
+            return self.device  # the child computes on the CPU; here, where the arguments live
+        if kind in ("dtype", "layout", "memory_format"):
+            value = getattr(torch, str(obj.get("name")), None)
+            if not isinstance(value, getattr(torch, kind)):
+                raise ProtocolError(f"unknown {kind} {obj.get('name')!r}")
+            return value
+        raise ProtocolError(f"unknown argument type {kind!r}")
+
+    def _constant(self, obj):
+        torch = self.torch
+        index = obj.get("i")
+        if type(index) is not int or not 0 <= index < len(self.constants):
+            raise ProtocolError("reference to an unknown constant")
+        from torch.utils._python_dispatch import _disable_current_modes
+        with _disable_current_modes():
+            value = decode(self.constants[index], self.blobs, torch)
+            if not isinstance(value, torch.Tensor):
+                raise ProtocolError("constant is not a tensor")
+            self.constant_elements += value.numel()
+            if self.constants_limit is not None and self.constant_elements > self.constants_limit:
+                raise ConstantResult(
+                    f"用到了 {self.constant_elements} 个不是由参数算出来的数（常量、numpy 或 Python 列表）："
+                    "独立校验只认张量运算 (tensor operations) 的结果")
+            value = value.to(self.device)
+        self._store(obj.get("v"), value)
         return value
-    if isinstance(value, (torch.Tensor, torch.nn.Module)):
-        return value.to(device)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(v, device, torch) for v in value)
-    return value
+
+    def _check_size(self, op, args, kwargs):
+        """Refuse an operation that would allocate too much, judged on the meta device first.
+
+        Views and in-place operations allocate nothing (resize_ and set_ aside); the rest is
+        run on meta tensors once per operator and argument shapes (a loop repeats them).
+        """
+        torch = self.torch
+        if op.is_view or (op._schema.is_mutable and op._schema.name not in _RESIZING):
+            return
+        signature = (str(op), _signature(args, torch), _signature(kwargs, torch))
+        size = _META_SIZES.get(signature)
+        if size is None:
+            if len(_META_SIZES) > 10_000:
+                _META_SIZES.clear()
+            size = _META_SIZES[signature] = _meta_bytes(op, args, kwargs, torch)
+        self.allocated += size
+        if size > MAX_OP_BYTES or self.allocated > MAX_TOTAL_BYTES:
+            raise MemoryError(f"{op} 需要的内存太多 ({size} 字节)")
+
+
+_RESIZING = {"aten::resize_", "aten::resize_as_", "aten::set_"}
+_META_SIZES = {}
+
+
+def _signature(value, torch):
+    if isinstance(value, torch.Tensor):
+        return ("T", tuple(value.shape), tuple(value.stride()), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return tuple(_signature(v, torch) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _signature(v, torch)) for k, v in sorted(value.items()))
+    return value if isinstance(value, (int, float, bool, str, type(None), complex)) else str(value)
+
+
+def _meta_bytes(op, args, kwargs, torch):
+    """Bytes `op` would allocate for these arguments (0 when it cannot tell: no meta kernel,
+    or a size that depends on the data, as for nonzero or item)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    def meta(v):
+        if isinstance(v, torch.Tensor):
+            return v.to("meta")
+        if isinstance(v, list):
+            return [meta(x) for x in v]
+        if isinstance(v, dict):
+            return {k: meta(x) for k, x in v.items()}
+        return torch.device("meta") if isinstance(v, torch.device) else v
+
+    kwargs = meta(kwargs)
+    if any(a.name == "device" and a.kwarg_only for a in op._schema.arguments):
+        kwargs["device"] = torch.device("meta")  # a factory: zeros, ones, arange, ...
+    with _disable_current_modes():
+        try:
+            out = op(*meta(args), **kwargs)
+        except Exception:  # noqa: BLE001
+            return 0
+    flat = out if isinstance(out, (list, tuple)) else [out]
+    return sum(t.numel() * t.element_size() for t in flat if isinstance(t, torch.Tensor))
 
 
 def _student_exception(error, function):
@@ -430,12 +617,8 @@ def _student_exception(error, function):
 # --- Running the instructor's test cells -----------------------------------------------------------
 
 @contextlib.contextmanager
-def instructor_modules(folder, proxy_type=Proxy):
-    """Make the instructor's helper modules (checks.py) importable as themselves, for a while.
-
-    checks.record_ops is the one place where test cells record operators; for a proxy it
-    returns the operators the child ran instead.
-    """
+def instructor_modules(folder):
+    """Make the instructor's helper modules (checks.py) importable as themselves, for a while."""
     names = {p.stem: p for p in Path(folder).glob("*.py") if _IDENTIFIER.match(p.stem)}
     saved = {name: sys.modules.pop(name, None) for name in names}
     try:
@@ -444,14 +627,6 @@ def instructor_modules(folder, proxy_type=Proxy):
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
-            original = getattr(module, "record_ops", None)
-            if callable(original):
-                def record_ops(fn, *args, _original=original):
-                    if isinstance(fn, proxy_type):
-                        return fn.recorded(*args)
-                    return _original(fn, *args)
-                record_ops.__doc__ = original.__doc__
-                module.record_ops = record_ops
         yield
     finally:
         for name, module in saved.items():

@@ -2,27 +2,31 @@
 
 grading/verify.py starts this file jailed (grading/sandbox.py) as
 `python -I verify_child.py IN_FD OUT_FD`, in a working directory that holds only the
-instructor's checks.py. Before any student code runs it
-
-1. blocks every convolution operator of torch (aten::convolution, conv2d, mkldnn_*,
-   slow_conv*, quantized::conv*, ...: the names checks.py's rule matches) at the
-   dispatcher, with a kernel that raises, for every backend and composite key. Every
-   path to a convolution (F.conv2d, nn.Conv2d, an alias captured at import, torch.ops,
-   vmap, inference_mode) ends at those kernels. The library handles are leaked on
-   purpose, so no Python object can undo the registrations;
-2. keeps its own references to checks.record_ops and to the protocol.
+instructor's checks.py. Before any student code runs it blocks every convolution operator
+of torch (aten::convolution, conv2d, mkldnn_*, slow_conv*, quantized::conv*, ...: the
+names checks.py's rule matches) at the dispatcher, with a kernel that raises, for every
+backend and composite key. Every path to a convolution (F.conv2d, nn.Conv2d, an alias
+captured at import, torch.ops, vmap, inference_mode) ends at those kernels. The library
+handles are leaked on purpose, so no Python object can undo the registrations.
 
 Then it executes the notebook's code cells (the answers and the student's own cells) in
-one namespace, and serves calls of the answer functions: arguments in, result out, plus
-the aten operators the call ran (when asked), any convolution it tried, and the
-arguments it modified in place.
+one namespace and serves calls of the answer functions. A call's answer is not a value
+to believe but a RECIPE: the aten operations the function ran (`Trace`), with each
+tensor argument named as a reference to an earlier result, an input, or a (small)
+constant. verify.py replays the recipe on its own tensors, under the instructor's
+checks, so the values, the operator list, in-place changes to the inputs and the time
+taken are all measured outside this process. Whatever the student's code does in here
+(patch torch.equal, checks' operator log, ...) it can at most hand over a different
+recipe, and a recipe that computes the right answer with the right operations is a
+right answer.
 
 The protocol is data only, in both directions (never pickle): a 4-byte big-endian
 header length, a JSON header, then raw byte blobs whose lengths the header lists.
 Values are JSON scalars, or {"t": ...} objects for tuples, lists, dicts, tensors
-(dtype, shape and a blob of raw little-endian bytes) and nn.Conv2d layers (constructor
-arguments plus weight and bias). verify.py imports `encode`, `decode` and the framing
-from here, so both sides speak exactly the same format.
+(dtype, shape and a blob of raw bytes), nn.Conv2d layers (constructor arguments plus
+weight and bias), and in recipes references, dtypes, devices, layouts and memory formats.
+verify.py imports `encode`, `decode` and the framing from here, so both sides speak
+exactly the same format.
 """
 import json
 import os
@@ -32,13 +36,15 @@ import struct
 import sys
 
 MiB = 2**20
-MAX_HEADER = 8 * MiB
+MAX_HEADER = 64 * MiB
 MAX_BLOBS = 256 * MiB
 MAX_DEPTH = 16
 MAX_TEXT = 2000
 #: Element types a tensor may have on the wire.
 DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
           "uint8", "int8", "int16", "int32", "int64", "bool")
+#: Operations one traced call may run.
+MAX_NODES = 100_000
 #: The operator names checks.py calls convolutions: convolution, conv2d, _conv_depthwise2d, ...
 CONV_OP = re.compile(r"conv(olution|\d|_)")
 #: Dispatch keys whose kernels compute: overriding these reaches every caller.
@@ -276,13 +282,10 @@ def serve(read_fd, write_fd):
 
     import torch
     torch.set_num_threads(1)
-    sys.path.insert(0, os.getcwd())  # the instructor's checks.py (python -I left cwd out)
-    try:
-        from checks import record_ops
-        # Its first use may import torch._dynamo (seconds): pay that now, not in a timed call.
-        record_ops(torch.add, torch.zeros(1), 1)
-    except ImportError:
-        record_ops = None
+    sys.path.insert(0, os.getcwd())  # `import checks` finds the instructor's copy (python -I left cwd out)
+    trace_class = _tracer_class(torch)
+    with trace_class([]):  # the first use of a dispatch mode imports a little: not in a timed call
+        torch.zeros(1) + 1
     hits = _block_convolutions(torch)
     signal.signal(signal.SIGALRM, _on_alarm)
     # Until here, stderr went to the verifier (for a child that cannot start); the
@@ -314,7 +317,7 @@ def serve(read_fd, write_fd):
             reply({"ok": True, "errors": errors, "names": _describe(header.get("names", []), namespace, out, torch)},
                   out)
         elif op == "call":
-            reply(*_call(header, blobs, namespace, hits, record_ops, torch))
+            reply(*_call(header, blobs, namespace, hits, trace_class, torch))
         else:
             reply({"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}})
 
@@ -335,7 +338,84 @@ def _describe(names, namespace, out, torch):
     return described
 
 
-def _call(header, blobs, namespace, hits, record_ops, torch):
+def tensor_inputs(args, kwargs, torch):
+    """The tensors among a call's arguments, in the order both sides number them."""
+    return [a for a in [*args, *(kwargs[k] for k in sorted(kwargs))] if isinstance(a, torch.Tensor)]
+
+
+def _tracer_class(torch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Trace(TorchDispatchMode):
+        """Record every aten operation: name, arguments (tensors as references), outputs."""
+
+        @classmethod
+        def _should_skip_dynamo(cls):  # torch's opt-out from importing torch._dynamo (seconds)
+            return False
+
+        def __init__(self, inputs):
+            super().__init__()
+            self.numbers, self.alive, self.nodes, self.constants, self.blobs = {}, [], [], [], []
+            self.views = {}  # memory and layout -> number: finds aliases made without an operation
+            self.n_inputs = len(inputs)
+            for t in inputs:
+                self._number(t)
+
+        def _number(self, t, number=None):
+            number = len(self.alive) if number is None else number
+            self.numbers[id(t)] = number
+            self.alive.append(t)  # keeps id() unique while the call is traced
+            if _layout(t) is not None:
+                self.views.setdefault(_layout(t), number)
+            return number
+
+        def arg(self, value):
+            if isinstance(value, torch.Tensor):
+                if id(value) not in self.numbers and _layout(value) in self.views.keys() - {None}:
+                    # nn.Parameter(t), t.data, from_numpy(t.numpy()): the same memory, no operation
+                    self._number(value, self.views[_layout(value)])
+                if id(value) in self.numbers:
+                    return {"t": "ref", "v": self.numbers[id(value)]}
+                self.constants.append(encode(value, self.blobs, torch))
+                number = self._number(value)
+                return {"t": "const", "i": len(self.constants) - 1, "v": number}
+            if value is None or isinstance(value, (bool, int, float, str)):
+                return value
+            if isinstance(value, (list, tuple)):
+                return {"t": "tuple" if isinstance(value, tuple) else "list", "items": [self.arg(v) for v in value]}
+            if isinstance(value, complex):
+                return {"t": "complex", "re": value.real, "im": value.imag}
+            for kind in ("dtype", "layout", "memory_format"):
+                if isinstance(value, getattr(torch, kind)):
+                    return {"t": kind, "name": str(value).removeprefix("torch.")}
+            if isinstance(value, torch.device):
+                return {"t": "device"}
+            raise TypeError(f"无法在独立校验中复现的参数类型 {type(value).__name__}")
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            node = {"op": str(func), "args": self.arg(list(args)),
+                    "kwargs": {k: self.arg(v) for k, v in kwargs.items()}}
+            out = func(*args, **kwargs)
+            flat = out if isinstance(out, (list, tuple)) else [out]
+            node["out"] = [self.numbers.get(id(t), None) if isinstance(t, torch.Tensor) and id(t) in self.numbers
+                           else self._number(t) if isinstance(t, torch.Tensor) else None for t in flat]
+            self.nodes.append(node)
+            if len(self.nodes) > MAX_NODES:
+                raise RuntimeError(f"运算次数超过 {MAX_NODES} (too many operations)")
+            return out
+
+    return Trace
+
+
+def _layout(t):
+    try:
+        return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def _call(header, blobs, namespace, hits, trace_class, torch):
     name = header["name"]
     fn = namespace.get(name)
     if not callable(fn):
@@ -345,30 +425,25 @@ def _call(header, blobs, namespace, hits, record_ops, torch):
         kwargs = decode(header["kwargs"], blobs, torch)
     except ProtocolError as e:
         return {"ok": False, "error": {"type": "ProtocolError", "message": str(e)}}, []
-    before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
     del hits[:]
-    ops = None
+    trace = trace_class(tensor_inputs(args, kwargs, torch))
     seconds = int(header.get("timeout", 60))
     signal.alarm(seconds)
     try:
-        if header.get("record") and record_ops is not None:
-            result, ops = record_ops(lambda *a: fn(*a, **kwargs), *args)
-        else:
+        with trace:
             result = fn(*args, **kwargs)
         signal.alarm(0)
-        out = []
-        answer = {"ok": True, "result": encode(result, out, torch)}
+        out = trace.blobs
+        # A layer goes back as data (the verifier runs it itself); everything else as
+        # references into the trace.
+        encoded = encode(result, out, torch) if isinstance(result, torch.nn.Module) else trace.arg(result)
+        answer = {"ok": True, "result": encoded,
+                  "trace": {"nodes": trace.nodes, "constants": trace.constants, "inputs": trace.n_inputs}}
     except BaseException as e:  # noqa: B036
         signal.alarm(0)
         out = []
         answer = {"ok": False, "error": _error(e, seconds)}
-    answer["ops"] = None if ops is None else [str(op) for op in ops]
     answer["blocked"] = sorted(set(hits))
-    changed = {}
-    for i, (a, old) in enumerate(zip(args, before)):
-        if old is not None and isinstance(a, torch.Tensor) and not (a.shape == old.shape and torch.equal(a, old)):
-            changed[str(i)] = encode(a, out, torch)
-    answer["changed"] = changed
     return answer, out
 
 

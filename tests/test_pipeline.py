@@ -356,6 +356,13 @@ def test_parallel_sequential_and_repeated_grading_agree(course, graders):
     assert [(r.student, r.scores, r.flags, r.skipped) for r in again] == \
            [(r.student, r.scores, r.flags, False) for r in first]
 
+    # The warm jail (grading/zygote.py) grades exactly as one fresh jail per process.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHANNELS_NO_ZYGOTE", "1")
+        cold = batch.grade(course, jobs=2, regrade=True, progress=False)
+    assert batch.gradebook_scores(course) == book
+    assert [(r.student, r.scores, r.flags) for r in cold] == [(r.student, r.scores, r.flags) for r in first]
+
     # Unchanged students are skipped; a changed one is graded again.
     put(course, "stub", solved(course))
     third = {r.student: r for r in batch.grade(course, jobs=2, progress=False)}
@@ -379,6 +386,32 @@ def test_plain_nbgrader_autograde_rebuilds_from_the_release(course, graders):
     assert rows[1].split(",")[7:] == ["16.0", "0.0", "16.0", "20.0"], rows
 
 
+LEAVES_TRACES = '''import os, subprocess
+open("/tmp/trace", "w").write("a")  # scratch space
+open("trace_here", "w").write("a")  # the working directory
+subprocess.Popen(["sleep", "613"], start_new_session=True)  # a process that outlives the kernel
+try:
+    os.kill(1, 9)  # the jail's pid 1
+except OSError:
+    pass
+'''
+#: Fails to define corr2d (and so every test that uses it) if anything of the student before is there.
+SEES_TRACES = '''import os
+others = [p for p in os.listdir("/proc") if p.isdigit() and b"613" in open(f"/proc/{p}/cmdline", "rb").read()]
+assert not (os.path.exists("/tmp/trace") or os.path.exists("trace_here") or others), "traces of another student"
+'''
+
+
+@pytest.mark.timeout(900)
+def test_nothing_of_a_student_reaches_the_next_one(course, graders):
+    """Students graded one after the other by one worker share its warm jail: it is emptied between them."""
+    put(course, "a_leaves", solved(course, corr2d=LEAVES_TRACES + solutions(course)["corr2d"]))
+    put(course, "b_looks", solved(course, corr2d=SEES_TRACES + solutions(course)["corr2d"]))
+    results = {r.student: r for r in batch.grade(course, jobs=1, progress=False)}
+    assert results["a_leaves"].total == 18 and results["a_leaves"].flags == []
+    assert results["b_looks"].total == 18 and results["b_looks"].flags == [], results["b_looks"].reasons
+
+
 # --- the command line ---------------------------------------------------------------------
 
 def grading_cli(course, *args, env=None, timeout=1500):
@@ -393,7 +426,7 @@ def grading_cli(course, *args, env=None, timeout=1500):
 def test_demo_grades_the_sample_class_and_writes_everything(course, graders):
     """`make demo` on a fresh copy: gradebook, release, submissions, grades, feedback, grades.csv, report."""
     samples = sorted((course / "samples" / "class").glob("*.py"))
-    keep = {p.stem for p in samples if p.stem in ("textbook", "untouched", "own_cells")} or {samples[0].stem}
+    keep = {"textbook", "untouched", "ref_reference"} & {p.stem for p in samples}  # other samples build on it
     for path in samples:
         if path.stem not in keep:
             path.unlink()  # three students keep this test short; test_samples grades them all

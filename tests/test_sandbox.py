@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from jupyter_client import KernelManager
 
-from conftest import ASSIGNMENT, ROOT, VENV_BIN, make_course, nbgrader, require, venv_env
+from conftest import ASSIGNMENT, ROOT, VENV_BIN, nbgrader, require, venv_env
 from grading import sandbox
 
 pytestmark = pytest.mark.timeout(600)

@@ -132,6 +132,50 @@ def test_convolution_under_any_name_is_blocked():
         assert message.startswith("ForbiddenOperator") and "卷积算子" in message, message
 
 
+# What the corpus of hostile submissions showed: the child's own reports can be forged,
+# so nothing it says about operators or its inputs may count.
+FORGED_REPORTS = {
+    # Right values, a loop over output channels, and checks' operator log made to say "mm".
+    "corr2d_multi_in_out_1x1": """\
+import checks, torch
+def _one_mm(self, func, types, args=(), kwargs=None):
+    self.ops[:] = ["mm"]
+    return func(*args, **(kwargs or {}))
+checks._OpLog.__torch_dispatch__ = _one_mm
+def corr2d_multi_in_out_1x1(X, K):
+    return torch.stack([K[o, :, 0, 0] @ X.reshape(X.shape[0], -1) for o in range(K.shape[0])]).reshape(
+        K.shape[0], *X.shape[1:])
+""",
+    # Right values, the input wiped afterwards, and torch.equal made blind to it.
+    "corr2d_multi_in": """\
+import torch
+torch.equal = lambda a, b: True
+def corr2d_multi_in(X, K):
+    Y = sum(corr2d(x, k) for x, k in zip(X, K))
+    X.zero_()
+    return Y
+""",
+    # Right values computed in numpy, plus a matrix product for show.
+    "corr2d_multi_in_out_fast": """\
+import numpy as np, torch
+from numpy.lib.stride_tricks import sliding_window_view
+def corr2d_multi_in_out_fast(X, K):
+    windows = sliding_window_view(X.numpy().copy(), K.shape[2:], axis=(1, 2))
+    Y = torch.from_numpy(np.einsum("oikl,ixykl->oxy", K.numpy(), windows).astype(X.numpy().dtype))
+    return Y + (X[:1, :1, :1] @ X[:1, :1, :1]) * 0
+""",
+}
+
+
+def test_forged_reports_from_the_child_count_for_nothing():
+    verdicts = run_verifier(student_notebook(FORGED_REPORTS))
+    # corr2d_multi_in_out is built on the input-wiping corr2d_multi_in: it fails too.
+    assert passed(verdicts) == ["test_corr2d", "test_conv_flops", "test_conv2d_layer"]
+    assert "运算次数" in verdicts["test_corr2d_multi_in_out_1x1"].message  # the real count, not "mm"
+    assert "数值 (values) 不对" in verdicts["test_corr2d_multi_in"].message  # the book example's X was wiped
+    assert "ConstantResult" in verdicts["test_corr2d_multi_in_out_fast"].message
+
+
 INPLACE_AND_LOOPS = {
     "corr2d": """\
 def corr2d(X, K):
@@ -267,3 +311,41 @@ def test_a_child_that_cannot_start_says_why(monkeypatch):
     verdicts = verify.verify_notebook(ROOT, ASSIGNMENT, student_notebook())
     assert not any(v.passed for v in verdicts.values())
     assert all("意外退出" in v.message and "missing.py" in v.message for v in verdicts.values())
+
+
+def replay(nodes, constants=(), inputs=(), blobs=()):
+    trace = {"nodes": nodes, "constants": list(constants), "inputs": len(inputs)}
+    run = verify.Replay(trace, list(blobs), list(inputs), torch.device("cpu"), torch)
+    run.run()
+    return run
+
+
+def test_replay_runs_a_recipe_on_trusted_tensors():
+    X = torch.ones(2, 3)
+    refs = {"t": "list", "items": [{"t": "ref", "v": 0}, {"t": "ref", "v": 1}]}
+    run = replay([{"op": "aten.mm.default", "args": refs, "kwargs": {}, "out": [2]},
+                  {"op": "aten.mul_.Scalar", "args": {"t": "list", "items": [{"t": "ref", "v": 0}, 0.0]},
+                   "kwargs": {}, "out": [0]}], inputs=[X, torch.ones(3, 4)])
+    assert torch.equal(run.value({"t": "ref", "v": 2}), torch.full((2, 4), 3.0))
+    assert torch.equal(X, torch.zeros(2, 3))  # the in-place step reached the caller's tensor
+
+
+FORGED = {
+    "not aten": ({"op": "builtins.eval.default", "args": {"t": "list", "items": ["1"]}, "kwargs": {}, "out": [None]},
+                 ProtocolError),
+    "huge": ({"op": "aten.ones.default", "args": {"t": "list", "items": [{"t": "list", "items": [2**36]}]},
+              "kwargs": {}, "out": [0]}, MemoryError),
+    "unknown value": ({"op": "aten.neg.default", "args": {"t": "list", "items": [{"t": "ref", "v": 9}]}, "kwargs": {},
+                       "out": [0]}, ProtocolError),
+    "constant answer": ({"op": "aten.neg.default", "args": {"t": "list", "items": [{"t": "const", "i": 0, "v": 0}]},
+                         "kwargs": {}, "out": [1]}, verify.ConstantResult),
+}
+
+
+@pytest.mark.parametrize("case", FORGED)
+def test_replay_refuses_forged_recipes(case):
+    node, error = FORGED[case]
+    blobs = []
+    constant = encode(torch.zeros(100), blobs, torch)  # more numbers than a function may bring in
+    with pytest.raises(error):
+        replay([node], constants=[constant], blobs=blobs)

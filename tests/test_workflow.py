@@ -12,7 +12,6 @@ there); `make grade` is `python -m grading grade`, run in the scratch course.
 """
 import csv
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, IN_CI, ROOT, make_course, nbgrader, venv_env
+from conftest import ASSIGNMENT, IN_CI, ROOT, nbgrader, venv_env
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
