@@ -18,46 +18,66 @@ c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this 
 c.CourseDirectory.course_id = "d2l-channels"
 c.CourseDirectory.root = HERE
 
-# --- Sandbox (grading/sandbox.py) --------------------------------------------------
-# Every notebook nbgrader executes here (autograde, also a plain `nbgrader autograde`)
-# runs in the kernel `channels-sandbox`: ipykernel inside bubblewrap, no network, a
-# read-only system, only the instructor's checks.py in its working directory, rlimits.
-# Without bubblewrap that kernel refuses to start unless CHANNELS_ALLOW_UNSANDBOXED=1.
-from grading import sandbox  # noqa: E402
+# Commands that never run student code; every other one (autograde, validate, the
+# formgrader) must get the sandbox below or not run at all.
+NO_CODE_RUN = {"generate_assignment", "assign", "release_assignment", "collect", "zip_collect", "export",
+               "db", "list", "fetch_assignment", "submit", "generate_feedback", "release_feedback",
+               "fetch_feedback", "quickstart", "--version", "--help"}
 
-os.environ[sandbox.COURSE_ENV] = HERE  # whose source/<assignment>/checks.py the jail gets
-if sys.argv[1:2] == ["autograde"]:  # `nbgrader autograde ...`: refuse up front, not per notebook
-    sandbox.refuse_unless_sandboxed()
-sandbox.ensure_kernelspec()
-c.Execute.kernel_name = sandbox.KERNEL_NAME
-# TCP cannot leave the jail's network namespace: IPC sockets in a private, absolute directory.
-c.KernelManager.transport = "ipc"
-c.KernelManager.ip = os.path.join(sandbox.ipc_directory(), "kernel")
-c.Execute.timeout = 120  # seconds per cell; then the kernel is interrupted (by message)
-c.Execute.interrupt_on_timeout = True
-# nbgrader's Execute keeps all output in memory; CappedExecute stops a cell at 2 MB of it.
-c.Autograde.autograde_preprocessors = sandbox.autograde_preprocessors()
-c.CappedExecute.max_output_bytes = sandbox.MAX_OUTPUT_BYTES
-c.LimitOutput.max_lines = 1000
-c.LimitOutput.max_traceback = 100
 
-# --- Autograding (grading/rebuild.py, grading/batch.py) ----------------------------
-# Grade the release notebook's cells with the student's answers put in (edited, deleted
-# or duplicated test cells and changed points cannot change the grade); then nbgrader's
-# own sanitizing steps. `make grade` adds the batch safety around this.
-from nbgrader.preprocessors import (  # noqa: E402
-    CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec)
-from grading.rebuild import RebuildFromRelease  # noqa: E402
+def configure_grading(c):
+    # --- Sandbox (grading/sandbox.py) --------------------------------------------------
+    # Every notebook nbgrader executes here (autograde, also a plain `nbgrader autograde`)
+    # runs in the kernel `channels-sandbox`: ipykernel inside bubblewrap, no network, a
+    # read-only system, only the instructor's checks.py in its working directory, rlimits.
+    # Without bubblewrap that kernel refuses to start unless CHANNELS_ALLOW_UNSANDBOXED=1.
+    from grading import sandbox  # noqa: E402
 
-c.Autograde.sanitize_preprocessors = [
-    RebuildFromRelease, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
-]
+    os.environ[sandbox.COURSE_ENV] = HERE  # whose source/<assignment>/checks.py the jail gets
+    if sys.argv[1:2] == ["autograde"]:  # `nbgrader autograde ...`: refuse up front, not per notebook
+        sandbox.refuse_unless_sandboxed()
+    sandbox.ensure_kernelspec()
+    c.Execute.kernel_name = sandbox.KERNEL_NAME
+    # TCP cannot leave the jail's network namespace: IPC sockets in a private, absolute directory.
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = os.path.join(sandbox.ipc_directory(), "kernel")
+    c.Execute.timeout = 120  # seconds per cell; then the kernel is interrupted (by message)
+    c.Execute.interrupt_on_timeout = True
+    # nbgrader's Execute keeps all output in memory; CappedExecute stops a cell at 2 MB of it.
+    c.Autograde.autograde_preprocessors = sandbox.autograde_preprocessors()
+    c.CappedExecute.max_output_bytes = sandbox.MAX_OUTPUT_BYTES
+    c.LimitOutput.max_lines = 1000
+    c.LimitOutput.max_traceback = 100
 
-# --- Feedback (grading/feedback.py) ------------------------------------------------
-# nbgrader's steps, then: no hidden test code and no tracebacks in test cells, only the
-# failure messages (nbgrader #917, #1156, #1363).
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import GetGrades  # noqa: E402
-from grading.feedback import HideHiddenTests  # noqa: E402
+    # --- Autograding (grading/rebuild.py, grading/batch.py) ----------------------------
+    # Grade the release notebook's cells with the student's answers put in (edited, deleted
+    # or duplicated test cells and changed points cannot change the grade); then nbgrader's
+    # own sanitizing steps. `make grade` adds the batch safety around this.
+    from nbgrader.preprocessors import (  # noqa: E402
+        CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec)
+    from grading.rebuild import RebuildFromRelease  # noqa: E402
 
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
+    c.Autograde.sanitize_preprocessors = [
+        RebuildFromRelease, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    ]
+
+    # --- Feedback (grading/feedback.py) ------------------------------------------------
+    # nbgrader's steps, then: no hidden test code and no tracebacks in test cells, only the
+    # failure messages (nbgrader #917, #1156, #1363).
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+    from nbgrader.preprocessors import GetGrades  # noqa: E402
+    from grading.feedback import HideHiddenTests  # noqa: E402
+
+    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
+
+
+try:
+    configure_grading(c)
+except Exception as error:
+    # traitlets would log this and go on with nbgrader's defaults, which means grading in
+    # an unconfined kernel: stop instead, unless this command runs no student code.
+    if sys.argv[1:2] and sys.argv[1] in NO_CODE_RUN:
+        raise
+    raise SystemExit(f"nbgrader_config.py: the grading set-up failed ({error!r}); "
+                     "refusing to run notebooks without the sandbox. Run `make setup` "
+                     "from the course folder.") from error

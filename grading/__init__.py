@@ -6,7 +6,8 @@
     python -m grading export      grades.csv
 
 Modules: rebuild (what is graded: release cells + the student's answers), batch (the
-parallel, fail-safe autograde), verify and sandbox (out-of-kernel checks, the kernel's
-jail), feedback (no hidden test code in feedback), report (tables and the attention
-list), fill (sample code into notebooks). Importing the package imports none of them.
+parallel, fail-safe autograde), zygote (a warm jail per grading worker: torch imported
+once, a fork per kernel), verify and sandbox (out-of-kernel checks, the jail), feedback
+(no hidden test code in feedback), report (tables and the attention list), fill (sample
+code into notebooks), bench. Importing the package imports none of them.
 """

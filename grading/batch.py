@@ -15,6 +15,10 @@ For each student the batch
    ignores interrupts, out of memory, anything) the points are the verifier's, else 0,
    and a graded notebook that explains the failure is put in place for the feedback.
 
+Speed: the workers are forked from a fork server that imported nbgrader and torch once,
+and each has a warm jail (grading/zygote.py) that forks its kernels and verifier children
+with torch already imported, emptied between students.
+
 Only the parent process writes `gradebook.db`: it removes the old submission of every
 student it is about to grade before any work starts (a failed regrade leaves no earlier
 grade behind), then writes each result as it arrives. Workers write nothing but their
@@ -93,6 +97,7 @@ class StudentResult:
     timestamp: str = None
     late_penalty: float = None
     timings: dict = dataclasses.field(default_factory=dict)  # seconds: load, verify, autograde
+    warm_jail: bool = False     # graded in its worker's warm jail (grading/zygote.py)
 
     @property
     def needs_attention(self):
@@ -175,9 +180,9 @@ class Course:
         return 120 + (self.cell_timeout() or 120) * (len(self.tests) + 3)
 
 
-def students_in(course):
-    """Every student folder under submitted/ (sorted)."""
-    folder = course.root / "submitted"
+def students_in(root):
+    """Every student folder under root/submitted/ (sorted)."""
+    folder = Path(root) / "submitted"
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -198,18 +203,19 @@ def _hash_tree(h, folder, label):
             h.update(hashlib.sha256(path.read_bytes()).digest())
 
 
-def fingerprint(course, student):
+def fingerprint(root, assignment, student):
     """Changes when the submission, the course files or the grading code change."""
-    import nbgrader
-    h = hashlib.sha256(f"nbgrader {nbgrader.__version__}\n".encode())
-    _hash_tree(h, course.submitted(student), "submitted")
-    _hash_tree(h, course.root / "source" / course.assignment, "source")
-    _hash_tree(h, course.root / "release" / course.assignment, "release")
+    from importlib.metadata import version
+    root = Path(root)
+    h = hashlib.sha256(f"nbgrader {version('nbgrader')}\n".encode())
+    _hash_tree(h, root / "submitted" / student / assignment, "submitted")
+    _hash_tree(h, root / "source" / assignment, "source")
+    _hash_tree(h, root / "release" / assignment, "release")
     here = Path(__file__).resolve().parent
     for name in GRADING_CODE:
         path = here / name
         h.update(name.encode() + (hashlib.sha256(path.read_bytes()).digest() if path.exists() else b"-"))
-    config = course.root / "nbgrader_config.py"
+    config = root / "nbgrader_config.py"
     h.update(config.read_bytes() if config.exists() else b"-")
     return h.hexdigest()
 
@@ -240,8 +246,7 @@ def _gradebook(course, url=None):
 
 
 def prepare_gradebook(course, students):
-    """Make sure the gradebook knows the assignment (via `nbgrader generate_assignment`)
-    and every student."""
+    """Make sure the gradebook knows the assignment and every student."""
     from nbgrader.api import MissingEntry
     with _gradebook(course) as gb:
         try:
@@ -250,10 +255,30 @@ def prepare_gradebook(course, students):
         except MissingEntry:
             known = False
     if not known:
-        run_nbgrader(course.root, "generate_assignment", course.assignment, "--force")
+        register_assignment(course)
     with _gradebook(course) as gb:
         for student in students:
             gb.update_or_create_student(student)
+
+
+def register_assignment(course):
+    """Record the assignment's cells in the gradebook as `nbgrader generate_assignment` does,
+    without rewriting release/: the students have that version, whatever source/ says now."""
+    import tempfile
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+    config = copy.deepcopy(course.config)
+    with tempfile.TemporaryDirectory(prefix="channels-release-") as scratch:
+        coursedir = CourseDirectory(config=config)
+        coursedir.root = str(course.root)
+        coursedir.release_directory = scratch
+        coursedir.assignment_id = course.assignment
+        app = GenerateAssignment(coursedir=coursedir, config=config)
+        app.force = True
+        result = capture_log(app)
+    if not result["success"]:
+        raise RuntimeError(f"could not record {course.assignment} in the gradebook:\n{result.get('error', '')}")
 
 
 def venv_first_on_path():
@@ -391,7 +416,7 @@ def _stage(course, student, nb):
     return notes
 
 
-def _autograde(course, student, db_path):
+def _autograde(course, student, db_path, jail=None):
     """nbgrader's Autograde for one staged student, in this process; (ok, log, error)."""
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
@@ -403,9 +428,9 @@ def _autograde(course, student, db_path):
     coursedir.db_url = f"sqlite:///{db_path}"
     coursedir.assignment_id = course.assignment
     coursedir.student_id = student
-    from grading import zygote
-    if os.environ.get(zygote.ENV):  # this worker has a warm jail: its kernels are forked there
-        config.Execute.kernel_name = zygote.KERNEL_NAME
+    if jail is not None:  # this worker has a warm jail: its kernels are forked there
+        from grading import zygote
+        zygote.use_in_worker(*jail, config=config)
     app = Autograde(coursedir=coursedir, config=config)
     app.force = True
     app.create_student = True
@@ -499,11 +524,12 @@ def _new_payload(student, status):
             "blank": [], "timestamp": None, "late_penalty": None, "seconds": 0.0, "timings": {}}
 
 
-def grade_submission(course, student, template, send=None):
+def grade_submission(course, student, template, send=None, jail=None):
     """Grade one student without touching the real gradebook; return the payload for `reconcile`.
 
     `send(kind, data)` reports partial results (the verdicts) before the risky part, so
-    the parent still has them if this process has to be killed.
+    the parent still has them if this process has to be killed. `jail`: (socket, ipc
+    directory, kernelspec folder) of a warm jail (grading/zygote.py) that was just reset.
     """
     start = time.monotonic()
     payload = _new_payload(student, "graded")
@@ -522,6 +548,10 @@ def grade_submission(course, student, template, send=None):
     payload["answers"] = _answers(rebuilt)
     payload["blank"] = [grade_id(c) for c in rebuilt.cells if is_answer(c) and not c.source.strip()]
 
+    if jail is not None:
+        from grading import zygote
+        zygote.use_in_worker(*jail)  # the verifier's child is forked there too
+        payload["warm_jail"] = True
     timings = payload["timings"] = {"load": time.monotonic() - start}
     payload["verdicts"], verify_error = _verify(course, rebuilt)
     timings["verify"] = time.monotonic() - start - sum(timings.values())
@@ -534,7 +564,7 @@ def grade_submission(course, student, template, send=None):
     db = course.state / "work" / f"{student}.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(template, db)
-    ok, log, error = _autograde(course, student, db)
+    ok, log, error = _autograde(course, student, db, jail)
     timings["autograde"] = time.monotonic() - start - sum(timings.values())
     (course.state / "logs").mkdir(parents=True, exist_ok=True)
     (course.state / "logs" / f"{student}.log").write_text(f"{log}\n{error}", encoding="utf-8")
@@ -571,7 +601,7 @@ def failed_payload(course, student, reason, flags, partial=None):
 
 # --- reconciling kernel and verifier (parent) -------------------------------------------
 
-def reconcile(course, payload, fingerprint=""):
+def reconcile(course, payload, fp=""):
     """Final per-cell scores from nbgrader's kernel scores and the verifier's verdicts."""
     flags, reasons = set(payload["flags"]), list(payload["reasons"])
     kernel, verdicts = payload["kernel_scores"], payload["verdicts"]
@@ -609,41 +639,36 @@ def reconcile(course, payload, fingerprint=""):
         scores=scores, max_scores=dict(course.max_scores), tests=list(course.tests),
         kernel_scores={g: kernel.get(g) for g in course.max_scores}, verdicts=verdicts or {},
         messages={g: m for g, m in messages.items() if g in course.tests and scores.get(g, 0) < course.max_scores[g]},
-        reasons=reasons, flags=ordered, notes=list(payload["notes"]), fingerprint=fingerprint,
+        reasons=reasons, flags=ordered, notes=list(payload["notes"]), fingerprint=fp,
         seconds=round(payload.get("seconds", 0.0), 3), timestamp=payload.get("timestamp"),
         late_penalty=payload.get("late_penalty"),
-        timings={k: round(v, 3) for k, v in payload.get("timings", {}).items()})
+        timings={k: round(v, 3) for k, v in payload.get("timings", {}).items()},
+        warm_jail=bool(payload.get("warm_jail")))
 
 
 # --- persistent workers ------------------------------------------------------------------
 
 #: Imported once by the fork server, before it forks the workers (each would pay ~5 s of CPU).
-PRELOAD = ["grading.batch", "grading.rebuild", "grading.feedback", "nbgrader.converters", "nbgrader.api",
-           "grading.verify", "torch"]
+#: torch._dynamo: the verifier's first meta-tensor size check imports it (and sympy), ~2-3 s.
+PRELOAD = ["grading.batch", "grading.rebuild", "grading.feedback", "grading.zygote", "nbgrader.converters",
+           "nbgrader.api", "grading.verify", "torch", "torch._dynamo"]
 
 
-def _warm_jail(course, log_path):
-    """This worker's zygote (grading/zygote.py), or None: then every process gets its own jail."""
-    from grading.zygote import Zygote, ZygoteUnavailable
+def _fresh_jail(jail):
+    """Empty the warm jail before the next student; None (one jail per process) if it is gone."""
+    from grading import zygote
+    if jail is None:
+        return None
     try:
-        return Zygote(course.root, course.assignment, log_path, str(course.state / "jupyter"))
-    except (ZygoteUnavailable, OSError) as e:
-        print(f"grading without a warm jail: {e}", file=sys.stderr, flush=True)
+        zygote.reset(jail[0])
+        return jail
+    except OSError as e:
+        print(f"grading without the warm jail from now on: {e}", file=sys.stderr, flush=True)
+        os.environ.pop(zygote.ENV, None)
         return None
 
 
-def _fresh_jail(zygote, course, log_path):
-    """Empty the zygote's jail before the next student; start a new one if it is gone."""
-    if zygote is not None:
-        try:
-            zygote.reset()
-            return zygote
-        except OSError:
-            zygote.close()
-    return _warm_jail(course, log_path)
-
-
-def _worker_main(conn, root, assignment, template, log_path, environ):
+def _worker_main(conn, root, assignment, template, log_path, environ, jail):
     """Worker loop: keep nbgrader and torch imported, grade students sent by the parent one at a time."""
     os.environ.clear()
     os.environ.update(environ)  # the parent's environment now, not the fork server's
@@ -657,8 +682,6 @@ def _worker_main(conn, root, assignment, template, log_path, environ):
             __import__(name)
         except ImportError:
             pass
-    jail_log = str(Path(log_path).with_suffix(".zygote.log"))
-    zygote = _warm_jail(course, jail_log)
     conn.send(("ready", None))
     while True:
         try:
@@ -666,17 +689,23 @@ def _worker_main(conn, root, assignment, template, log_path, environ):
         except EOFError:
             return
         if student is None:
-            if zygote is not None:
-                zygote.close()
             return
-        zygote = _fresh_jail(zygote, course, jail_log)
+        jail = _fresh_jail(jail)
         try:
-            payload = grade_submission(course, student, template,
+            payload = grade_submission(course, student, template, jail=jail,
                                        send=lambda kind, data: conn.send((kind, data)))
         except Exception:
             payload = failed_payload(course, student, "评分流程内部错误 (grading pipeline error): "
                                      + traceback.format_exc(limit=3)[-400:], [])
         conn.send(("done", payload))
+
+
+def _warm_up():
+    """Start the fork server now: its PRELOAD imports overlap with the parent's own work."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+        _context()
+        forkserver.ensure_running()
 
 
 def _context():
@@ -689,13 +718,13 @@ def _context():
 
 
 class _Worker:
-    def __init__(self, ctx, course, template, index):
+    def __init__(self, ctx, course, template, index, jail):
         self.parent_conn, child_conn = ctx.Pipe()
         log = course.state / "logs" / f"worker-{index}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = ctx.Process(target=_worker_main, daemon=True,
                                 args=(child_conn, str(course.root), course.assignment, str(template), str(log),
-                                      dict(os.environ)))
+                                      dict(os.environ), jail))
         self.proc.start()
         child_conn.close()
         self.student, self.deadline, self.partial, self.ready = None, None, {}, False
@@ -716,13 +745,33 @@ class _Worker:
         self.proc.join(5)
 
 
+def _warm_jail(course, index):
+    """A warm jail for worker slot `index` (grading/zygote.py), or None: one jail per process then."""
+    from grading.zygote import Zygote, ZygoteUnavailable
+    log = course.state / "logs" / f"zygote-{index}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return Zygote(course.root, course.assignment, str(log), str(course.state / "jupyter"))
+    except ZygoteUnavailable:  # no sandbox (allowed) or switched off: nothing to warm
+        return None
+    except OSError as e:
+        print(f"grading without a warm jail: {e}", file=sys.stderr)
+        return None
+
+
 class Pool:
     """`jobs` persistent grading workers; started early so they warm up while the parent prepares."""
 
     def __init__(self, course, template, jobs):
         self.course, self.template = course, template
         self.ctx = _context()
-        self.workers = [_Worker(self.ctx, course, template, i) for i in range(jobs)]
+        # The warm jails start now too: they import torch while the fork server does.
+        self.jails = [_warm_jail(course, i) for i in range(jobs)]
+        self.workers = [_Worker(self.ctx, course, template, i, self._jail(i)) for i in range(jobs)]
+
+    def _jail(self, i):
+        z = self.jails[i]
+        return (z.path, z.ipc_dir, z.jupyter_dir) if z is not None else None
 
     def run(self, students, budget, on_done):
         """Grade `students`; call on_done(payload) for each as it finishes (in any order)."""
@@ -744,7 +793,7 @@ class Pool:
                         on_done(failed_payload(self.course, w.student, lost, flags, w.partial))
                     elif not w.ready:
                         raise RuntimeError(f"a grading worker could not start; see {self.course.state / 'logs'}")
-                    workers[i] = _Worker(self.ctx, self.course, self.template, i)
+                    workers[i] = _Worker(self.ctx, self.course, self.template, i, self._jail(i))
 
     @staticmethod
     def _check(w, budget, on_done):
@@ -777,6 +826,9 @@ class Pool:
             w.proc.join(10)
             if w.proc.is_alive():
                 w.kill()
+        for z in self.jails:
+            if z is not None:
+                z.close()
 
 
 # --- the batch -------------------------------------------------------------------------------
@@ -799,17 +851,21 @@ def grade(course_root, assignment=ASSIGNMENT, students=None, jobs=None, regrade=
     """
     venv_first_on_path()
     check_sandbox()
-    course = Course(course_root, assignment)
-    students = sorted(set(students)) if students else students_in(course)
+    root = Path(course_root).resolve()
+    students = sorted(set(students)) if students else students_in(root)
     if not students:
         return []
+    state = _read_json(root / STATE_DIR / "state.json", {})
+    fingerprints = {s: fingerprint(root, assignment, s) for s in students}
+    if regrade or any(state.get(s) != fp for s, fp in fingerprints.items()):
+        _warm_up()  # the workers' imports, in the background while the gradebook is prepared
+    course = Course(root, assignment)
     prepare_gradebook(course, students)
-    state = _read_json(course.state / "state.json", {})
     graded_before = set(_submissions(course))
 
     results, todo = {}, []
     for student in students:
-        fp = fingerprint(course, student)
+        fp = fingerprints[student]
         old = _read_json(course.state / "results" / f"{student}.json", None)
         if (not regrade and old and state.get(student) == fp and student in graded_before
                 and course.autograded(student).exists()):

@@ -4,10 +4,12 @@ Every student needs two jailed Pythons: the notebook's kernel and the verifier's
 (grading/verify_child.py). Each would start Python, import ipykernel or the child's
 modules, and `import torch`: about 3 s of CPU twice per student, most of a grading
 batch. Here one jail per grading worker (grading/batch.py) imports them once and
-forks a process for each request, which costs a few milliseconds.
+forks a process for each request, which costs a few milliseconds. The parent starts
+the jails when a batch begins, so their imports overlap with everything else.
 
-    worker (outside)              the zygote's jail (sandbox.sandbox_argv, same policy)
-    Zygote(course)  ── starts ──> python -I zygote.py serve LISTEN_FD WORKDIR IPC_DIR
+    grading parent (outside)      the zygote's jail (sandbox.sandbox_argv, same policy)
+    Zygote(...)     ── starts ──> python -I zygote.py serve LISTEN LIFELINE WORKDIR IPC CHILD
+    worker: reset() before each student, then its
     kernel stub / verifier stub ── connect, fds ──> fork ── ipykernel / verify_child.py
 
 A stub (`python -I zygote.py attach ...`, stdlib only, outside the jail) stands in for
@@ -91,7 +93,7 @@ def attach(kind, args, socket_path=None):
     if kind == "kernel":
         with open(args[0]) as f:
             request = {"op": "kernel", "connection": json.load(f), "argv": list(args[1:])}
-        fds = [0, 1, 2]
+        fds = [0, os.open(os.devnull, os.O_WRONLY), 2]  # ipykernel's banner need not reach the grader's log
     else:
         request = {"op": "verify"}
         fds = [0, 1, 2, int(args[0]), int(args[1])]
@@ -154,7 +156,7 @@ def _empty(folder, keep=()):
 class Server:
     """The zygote: pid 1 of its jail, forking kernels and verifier children on request."""
 
-    def __init__(self, listen_fd, workdir, ipc_dir, verify_child):
+    def __init__(self, listen_fd, lifeline_fd, workdir, ipc_dir, verify_child):
         import selectors
         self.workdir, self.ipc_dir, self.verify_child = workdir, ipc_dir, verify_child
         self.keep = set(os.listdir(workdir))  # the instructor's files, bound read-only
@@ -165,14 +167,20 @@ class Server:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # pid 1 only receives the signals it handles: Python's KeyboardInterrupt handler must go.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(lifeline_fd, selectors.EVENT_READ, "lifeline")
         self.wake_r = wake_r
 
     def serve(self):
         while True:
             for key, _ in self.selector.select():
-                if key.data == "accept":
+                if key.data == "lifeline":  # the grader closed it or died: so do we, and the jail
+                    self.reset()
+                    os._exit(0)
+                elif key.data == "accept":
                     self._accept()
                 elif key.data == "wake":
                     os.read(self.wake_r, 4096)
@@ -188,7 +196,13 @@ class Server:
         except (EOFError, OSError, ValueError):
             conn.close()
             return
-        op = request.get("op")
+        try:
+            self._handle(conn, request, fds)
+        except OSError:  # a stub that went away mid-request: nothing to answer
+            conn.close()
+
+    def _handle(self, conn, request, fds):
+        op = request.get("op") if isinstance(request, dict) else None
         if op in ("kernel", "verify") and len(fds) == (3 if op == "kernel" else 5):
             self._fork(op, request, fds, conn)
             return
@@ -213,7 +227,10 @@ class Server:
         conn.setblocking(True)
         self.children[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
-        send(conn, {"pid": pid})
+        try:
+            send(conn, {"pid": pid})
+        except OSError:
+            self._stub_gone(pid, conn)
 
     def _stub_gone(self, pid, conn):
         try:
@@ -309,11 +326,11 @@ class Server:
             os._exit(code)
 
 
-def serve(listen_fd, workdir, ipc_dir, verify_child):
+def serve(listen_fd, lifeline_fd, workdir, ipc_dir, verify_child):
     _not_dumpable()
     for name in PRELOAD:
         __import__(name)
-    Server(int(listen_fd), workdir, ipc_dir, verify_child).serve()
+    Server(int(listen_fd), int(lifeline_fd), workdir, ipc_dir, verify_child).serve()
 
 
 # --- the worker's side -------------------------------------------------------------------------
@@ -352,7 +369,12 @@ def install_kernelspec(jupyter_dir):
 
 
 class Zygote:
-    """The worker's handle on its zygote: start, reset between students, close."""
+    """A warm jail, started by the grading parent (in the background) for one worker slot.
+
+    `path` is its socket and `ipc_dir` the directory of its kernels' sockets: the worker
+    puts them in its environment and config (`use_in_worker`) and calls `reset` before
+    each student. The jail dies with the parent (bwrap --die-with-parent) or on `close`.
+    """
 
     def __init__(self, course_root, assignment, log_path, jupyter_dir):
         import subprocess
@@ -364,81 +386,90 @@ class Zygote:
         if not ok:
             raise ZygoteUnavailable(reason)
         install_kernelspec(jupyter_dir)
-        self.dir = tempfile.mkdtemp(prefix="channels-zygote-")  # outside the jail, root's only
+        self.jupyter_dir = jupyter_dir
+        self.dir = tempfile.mkdtemp(prefix="channels-zygote-")  # outside the jail, the grader's only
         self.path = os.path.join(self.dir, "socket")
+        self.ipc_dir = os.path.join(self.dir, "ipc")
+        os.mkdir(self.ipc_dir, 0o700)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.path)
         listener.listen(16)
-        ipc = sandbox.ipc_directory()
         uid = sandbox.fresh_uid() if os.geteuid() == 0 else None
         if uid is not None:
-            os.chown(ipc, uid, uid)  # the kernels create their sockets in it
+            os.chown(self.ipc_dir, uid, uid)  # the kernels create their sockets in it
+        # Its lifeline: when the grader closes the other end, or dies, the zygote ends the jail.
+        # (setpriv's uid change clears bwrap's parent-death signal, so --die-with-parent cannot.)
+        lifeline, self._lifeline = os.pipe()
         workdir = f"{sandbox.INSIDE_ROOT}/{assignment}"
-        cmd = [sys.executable, "-I", INSIDE, "serve", str(listener.fileno()), workdir, ipc, verify.CHILD_INSIDE]
+        cmd = [sys.executable, "-I", INSIDE, "serve", str(listener.fileno()), str(lifeline), workdir,
+               self.ipc_dir, verify.CHILD_INSIDE]
         argv = sandbox.sandbox_argv(
             cmd, workdir=workdir, helper_files=sandbox.helper_files(course_root, assignment),
             ro_binds=[(os.path.abspath(__file__), INSIDE), (str(verify.CHILD), verify.CHILD_INSIDE)],
-            rw_binds=[ipc], uid=uid)
+            rw_binds=[self.ipc_dir], uid=uid)
         argv.insert(argv.index("bwrap") + 1, "--as-pid-1")
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
-        listener.close()
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                self.request({"op": "ping"}, timeout=5)
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise ZygoteUnavailable(f"the zygote did not start (see {log_path})") from None
-                time.sleep(0.1)
-        os.environ[ENV] = self.path
-        paths = os.environ.get("JUPYTER_PATH", "")
-        if jupyter_dir not in paths.split(os.pathsep):
-            os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (jupyter_dir, paths) if p)
-
-    def request(self, message, timeout=60):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(self.path)
-            send(sock, message)
-            try:
-                reply, _ = receive(sock)
-            except EOFError as e:
-                raise ConnectionError(str(e)) from None
-        return reply
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            return False
-        try:
-            return bool(self.request({"op": "ping"}, timeout=10).get("ok"))
-        except OSError:
-            return False
-
-    def reset(self):
-        """Before each student: nothing of the previous one stays in the jail."""
-        if not self.request({"op": "reset"}).get("ok"):
-            raise ConnectionError("zygote reset failed")
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, pass_fds=[listener.fileno(), lifeline], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        listener.close()  # the zygote has it
+        os.close(lifeline)
 
     def close(self):
         import shutil
-        os.environ.pop(ENV, None)
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        import subprocess
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        try:
+            self.proc.wait(timeout=10)  # bwrap ends when the zygote, pid 1 of the jail, does
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def request(path, message, timeout=60):
+    """Send one request to the zygote at `path`; its reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        send(sock, message)
+        try:
+            reply, _ = receive(sock)
+        except EOFError as e:
+            raise ConnectionError(str(e)) from None
+    return reply
+
+
+def reset(path, ready_within=180):
+    """Before each student: wait until the zygote is up, then empty its jail. OSError if it is gone."""
+    deadline = time.monotonic() + ready_within
+    while True:
+        try:
+            request(path, {"op": "ping"}, timeout=10)
+            break
+        except (FileNotFoundError, ConnectionRefusedError, ConnectionError, socket.timeout):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    if not request(path, {"op": "reset"}).get("ok"):
+        raise ConnectionError("the zygote could not reset its jail")
+
+
+def use_in_worker(path, ipc_dir, jupyter_dir, config=None):
+    """Route this worker's kernels (config) and verifier children (environment) to the zygote."""
+    os.environ[ENV] = path
+    paths = os.environ.get("JUPYTER_PATH", "")
+    if jupyter_dir not in paths.split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (jupyter_dir, paths) if p)
+    if config is not None:
+        config.Execute.kernel_name = KERNEL_NAME
+        config.KernelManager.ip = os.path.join(ipc_dir, "kernel")
 
 
 def main(argv):
     if argv[1:2] == ["serve"]:
-        serve(*argv[2:6])
+        serve(*argv[2:7])
         return 0
     if argv[1:2] == ["attach"]:
         return attach(argv[2], argv[3:])

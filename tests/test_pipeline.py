@@ -10,9 +10,9 @@ import re
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENT, IN_CI, make_course, nbgrader
+from conftest import ASSIGNMENT, IN_CI, nbgrader, require
 from grading import batch, feedback, report
-from grading.rebuild import (Note, RebuildFromRelease, SubmissionError, grade_id, is_answer,
+from grading.rebuild import (Note, SubmissionError, grade_id, is_answer,
                              load_submission, rebuild)
 
 NB = "channels.ipynb"
@@ -405,11 +405,14 @@ assert not (os.path.exists("/tmp/trace") or os.path.exists("trace_here") or othe
 @pytest.mark.timeout(900)
 def test_nothing_of_a_student_reaches_the_next_one(course, graders):
     """Students graded one after the other by one worker share its warm jail: it is emptied between them."""
+    from grading.sandbox import sandbox_status
+    require(sandbox_status()[0], "no bubblewrap sandbox, so no warm jail to test")
     put(course, "a_leaves", solved(course, corr2d=LEAVES_TRACES + solutions(course)["corr2d"]))
     put(course, "b_looks", solved(course, corr2d=SEES_TRACES + solutions(course)["corr2d"]))
     results = {r.student: r for r in batch.grade(course, jobs=1, progress=False)}
     assert results["a_leaves"].total == 18 and results["a_leaves"].flags == []
     assert results["b_looks"].total == 18 and results["b_looks"].flags == [], results["b_looks"].reasons
+    assert results["a_leaves"].warm_jail and results["b_looks"].warm_jail
 
 
 # --- the command line ---------------------------------------------------------------------
@@ -451,3 +454,38 @@ def test_grade_refuses_loudly_without_a_sandbox(course, tmp_path):
     proc = grading_cli(course, "grade", env=env, timeout=300)
     assert proc.returncode == 2 and "no sandbox" in proc.stderr and "bwrap" in proc.stderr
     assert not (course / "gradebook.db").exists() and not (course / "autograded").exists()
+
+
+START_AND_WAIT = """import sys, time
+from grading.zygote import Zygote, reset
+z = Zygote(sys.argv[1], "channels", sys.argv[2], sys.argv[3])
+reset(z.path)  # up and running
+print(z.dir, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_warm_jail_ends_with_the_grader_that_started_it(course, tmp_path):
+    """Even a grader killed with SIGKILL leaves no zygote (and no student process) behind."""
+    import subprocess
+    import sys
+    import time
+    import psutil
+    from conftest import ROOT, venv_env
+    from grading.sandbox import sandbox_status
+    require(sandbox_status()[0], "no bubblewrap sandbox, so no warm jail")
+    grader = subprocess.Popen([sys.executable, "-c", START_AND_WAIT, str(course), str(tmp_path / "z.log"),
+                               str(tmp_path / "jupyter")], cwd=ROOT, env=venv_env(), stdout=subprocess.PIPE, text=True)
+    marker = grader.stdout.readline().strip()
+
+    def jailed():
+        return [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+    assert marker and jailed()
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 20
+    while jailed() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not jailed()

@@ -370,3 +370,14 @@ def test_plain_nbgrader_autograde_refuses_without_sandbox_unless_allowed(course)
     assert allowed.returncode == 0, allowed.stderr
     assert "WITHOUT A SANDBOX" in allowed.stderr
     assert total_score(course, "bob") == 18
+
+
+def test_config_fails_closed_when_grading_cannot_be_loaded(course):
+    """Without grading/ nbgrader would fall back to an unconfined kernel: autograde must refuse."""
+    shutil.rmtree(course / "grading")
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")  # runs no student code: still works
+    assert (course / "release" / ASSIGNMENT / "channels.ipynb").exists()
+    proc = nbgrader(course, "autograde", ASSIGNMENT, check=False)
+    assert proc.returncode != 0
+    assert "refusing to run notebooks without the sandbox" in proc.stdout + proc.stderr
+    assert not (course / "autograded").exists()
