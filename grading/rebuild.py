@@ -379,13 +379,6 @@ def load_submission(folder, notebook_name):
     return nb, notes
 
 
-def load_release(course_root, assignment, notebook_name):
-    """The release notebook of `assignment` (what the students were given)."""
-    if not notebook_name.endswith(".ipynb"):
-        notebook_name += ".ipynb"
-    return nbformat.read(Path(course_root) / "release" / assignment / notebook_name, as_version=4)
-
-
 # --- the nbgrader preprocessor ------------------------------------------------------
 
 class RebuildFromRelease(NbGraderPreprocessor):
