@@ -14,6 +14,11 @@ if HERE not in sys.path:  # so that nbgrader can import grading.* preprocessors
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
+# GPU: where the grading machine has an NVIDIA GPU, the sandbox passes it through (device
+# nodes and driver, read-only; see grading/sandbox.py) and the hidden tests run on it.
+# False grades on the CPU everywhere. (The environment variable CHANNELS_USE_GPU=0/1 wins.)
+USE_GPU = True
+
 # --- The course -------------------------------------------------------------------
 c.CourseDirectory.course_id = "d2l-channels"
 c.CourseDirectory.root = HERE
@@ -34,6 +39,7 @@ def configure_grading(c):
     from grading import sandbox  # noqa: E402
 
     os.environ[sandbox.COURSE_ENV] = HERE  # whose source/<assignment>/checks.py the jail gets
+    os.environ.setdefault(sandbox.GPU_ENV, "1" if USE_GPU else "0")  # USE_GPU above
     if sys.argv[1:2] == ["autograde"]:  # `nbgrader autograde ...`: refuse up front, not per notebook
         sandbox.refuse_unless_sandboxed()
     sandbox.ensure_kernelspec()
@@ -43,19 +49,23 @@ def configure_grading(c):
     c.KernelManager.ip = os.path.join(sandbox.ipc_directory(), "kernel")
     c.Execute.timeout = 120  # seconds per cell; then the kernel is interrupted (by message)
     c.Execute.interrupt_on_timeout = True
-    # nbgrader's Execute keeps all output in memory; CappedExecute stops a cell at 2 MB of it.
-    c.Autograde.autograde_preprocessors = sandbox.autograde_preprocessors()
+    # The steps of grading/preprocessors.py: the kernel runs locked down (no convolutions, no
+    # new processes) with its output capped at 2 MB a cell, and runs no test cell; then the
+    # verifier's verdicts are written into the test cells, and nbgrader scores those
+    # (partial credit per part), so the gradebook, the feedback and the verdicts agree.
+    from grading.preprocessors import autograde_steps  # noqa: E402
+    c.Autograde.autograde_preprocessors = autograde_steps()
     c.CappedExecute.max_output_bytes = sandbox.MAX_OUTPUT_BYTES
     c.LimitOutput.max_lines = 1000
     c.LimitOutput.max_traceback = 100
 
-    # --- Autograding (grading/rebuild.py, grading/batch.py) ----------------------------
+    # --- Autograding (grading/rebuild.py, grading/preprocessors.py) --------------------
     # Grade the release notebook's cells with the student's answers put in (edited, deleted
     # or duplicated test cells and changed points cannot change the grade); then nbgrader's
     # own sanitizing steps. `make grade` adds the batch safety around this.
     from nbgrader.preprocessors import (  # noqa: E402
         CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec)
-    from grading.rebuild import RebuildFromRelease  # noqa: E402
+    from grading.preprocessors import RebuildFromRelease  # noqa: E402
 
     c.Autograde.sanitize_preprocessors = [
         RebuildFromRelease, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
@@ -66,7 +76,7 @@ def configure_grading(c):
     # failure messages (nbgrader #917, #1156, #1363).
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
     from nbgrader.preprocessors import GetGrades  # noqa: E402
-    from grading.feedback import HideHiddenTests  # noqa: E402
+    from grading.preprocessors import HideHiddenTests  # noqa: E402
 
     c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
 

@@ -22,6 +22,8 @@ from nbformat import NotebookNode
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from grading.cells import grade_id, is_answer, nbgrader_meta as _flags  # noqa: F401 (re-exported)
+
 #: Files larger than this are not notebooks anyone meant to hand in.
 MAX_BYTES = 50 * 1024 * 1024
 
@@ -55,23 +57,6 @@ class Note(str):
 
 
 # --- cell helpers ------------------------------------------------------------------
-
-def _flags(cell):
-    """The cell's nbgrader metadata ({} when missing or not a dict)."""
-    meta = cell.get("metadata")
-    flags = meta.get("nbgrader") if isinstance(meta, dict) else None
-    return flags if isinstance(flags, dict) else {}
-
-
-def grade_id(cell):
-    gid = _flags(cell).get("grade_id")
-    return gid if isinstance(gid, str) and gid else None
-
-
-def is_answer(cell):
-    """A cell whose source is the student's to write (nbgrader solution cell)."""
-    return bool(_flags(cell).get("solution"))
-
 
 def _kind(cell):
     """How a release cell is named in notes: test / answer / instruction cell."""

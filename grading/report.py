@@ -9,7 +9,8 @@ import json
 import unicodedata
 from pathlib import Path
 
-from grading.batch import FLAGS, STATE_DIR
+from grading.course import STATE_DIR
+from grading.result import FLAGS
 
 REASON_WIDTH = 48
 
@@ -41,7 +42,9 @@ def _mark(result, gid):
     score, top = result.scores.get(gid), result.max_scores.get(gid, 0)
     if gid not in result.tests:  # a manually graded answer
         return "?" if score is None else f"{score:g}"
-    return "✓" if score is not None and score >= top else "✗"
+    if score is not None and score >= top:
+        return "✓"
+    return "✗" if not score else f"{score:g}"  # partial credit shows its points
 
 
 def format_table(results):

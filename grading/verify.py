@@ -43,17 +43,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from grading import sandbox
+from grading.contract import ALL_TESTS, parts_of
+from grading.result import PartVerdict, Verdict
 from grading.verify_child import (
     MAX_HEADER, MAX_NODES, ProtocolError, decode, encode, pack, tensor_inputs, unpack_header)
 
 CHILD = Path(__file__).with_name("verify_child.py")
 CHILD_INSIDE = "/verifier/verify_child.py"
+GUARD = Path(__file__).with_name("guard.py")
+GUARD_INSIDE = "/verifier/guard.py"
 #: Seconds: one call of a student's function; starting the child and running the
 #: student's cells (torch's import included); everything for one notebook.
 CALL_TIMEOUT = 30
@@ -64,20 +68,14 @@ MAX_MESSAGE = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,60}$")
 
 
-@dataclass
-class Verdict:
-    """The verifier's result for one test cell."""
-    grade_id: str
-    passed: bool
-    message: str = ""
-
-
 class VerifierError(Exception):
     """The child could not answer: it hung, died, or broke the protocol."""
+    category = "verifier_failed"
 
 
 class ForbiddenOperator(AssertionError):
     """The student's function reached a convolution operator (blocked in the child)."""
+    category = "conv_used"
 
 
 class StudentError(Exception):
@@ -86,13 +84,14 @@ class StudentError(Exception):
 
 class ConstantResult(AssertionError):
     """The recipe computes its result from more constants than the function could need."""
+    category = "values"
 
 
 # --- What to run: the instructor's notebook says -------------------------------------------------
 
 @dataclass
 class Plan:
-    tests: list          # [(grade_id, code)] autograded test cells, in order
+    tests: list          # [(grade_id, code, parts)] autograded test cells, in order (parts: contract.Part)
     answers: list        # names the solution cells define (corr2d, train_hours, ...)
     solution_ids: set    # grade_ids of solution cells
     imports: dict        # grade_id -> code of read-only cells that only import
@@ -113,7 +112,7 @@ def plan_from(source_nb):
             plan.solution_ids.add(gid)
             plan.answers += [n for n in _defined_names(cell.source) if n not in plan.answers]
         elif meta.get("grade"):
-            plan.tests.append((gid, cell.source))
+            plan.tests.append((gid, cell.source, parts_of(cell)))
         elif _only_imports(cell.source):
             plan.imports[gid] = cell.source
     return plan
@@ -191,7 +190,7 @@ class Child:
         elif ok:
             cmd = [sys.executable, "-I", CHILD_INSIDE, str(to_child), str(from_child)]
             argv, cwd = sandbox.sandbox_argv(cmd, workdir=workdir, helper_files=helpers,
-                                             ro_binds=[(str(CHILD), CHILD_INSIDE)]), None
+                                             ro_binds=[(str(CHILD), CHILD_INSIDE), (str(GUARD), GUARD_INSIDE)]), None
         elif sandbox.unsandboxed_allowed():
             cwd = self._scratch = tempfile.mkdtemp(prefix="channels-verify-")
             for src, name in helpers:
@@ -365,6 +364,8 @@ def _widen(fd):
 #: compute from its arguments: the only way values could be smuggled in, so kept tiny),
 #: numbers in one operation's arguments, bytes one operation may allocate, all of them.
 MAX_CONSTANT_ELEMENTS = 64
+#: Constants up to this size are checked element by element against the replay's `.item()` values.
+MAX_ITEM_CONSTANT = 1_000_000
 MAX_SCALARS = 64
 MAX_OP_BYTES = 256 * 2**20
 MAX_TOTAL_BYTES = 2 * 2**30
@@ -440,6 +441,9 @@ class Replay:
         self.nodes, self.constants = nodes, constants
         self.values = dict(enumerate(inputs))
         self.constant_elements = self.allocated = self.scalars = 0
+        # Numbers this replay itself read out of tensors (`.item()`): a constant made of
+        # them (torch.tensor([... .item() ...])) was computed from the arguments, not smuggled.
+        self.item_values = set()
 
     def run(self):
         for node in self.nodes:
@@ -461,6 +465,8 @@ class Replay:
             for number, result in zip(node["out"], flat):
                 if number is not None:
                     self._store(number, result)
+            if op is self.torch.ops.aten._local_scalar_dense.default and isinstance(out, (int, float, bool)):
+                self.item_values.add(out)
 
     def _operator(self, name):
         parts = str(name).split(".")
@@ -528,7 +534,10 @@ class Replay:
             value = decode(self.constants[index], self.blobs, torch)
             if not isinstance(value, torch.Tensor):
                 raise ProtocolError("constant is not a tensor")
-            self.constant_elements += value.numel()
+            derived = 0
+            if self.item_values and value.numel() <= MAX_ITEM_CONSTANT:
+                derived = sum(v in self.item_values for v in value.flatten().tolist())
+            self.constant_elements += value.numel() - derived
             if self.constants_limit is not None and self.constant_elements > self.constants_limit:
                 raise ConstantResult(
                     f"用到了 {self.constant_elements} 个不是由参数算出来的数（常量、numpy 或 Python 列表）："
@@ -636,20 +645,62 @@ def instructor_modules(folder):
                 sys.modules[name] = module
 
 
-def run_test(grade_id, code, bindings):
-    """Run one test cell with `bindings` for the answer names; return a Verdict."""
+def run_test(grade_id, code, parts, bindings, checks):
+    """Run one test cell with `bindings` for the answer names; return its Verdict.
+
+    Every `with part(...)` block of the cell runs (checks.RECORD collects their outcomes);
+    a part passes when all its blocks ran and passed. A part that never ran (the cell
+    failed before it) fails with the cell's error: nothing is assumed to have passed.
+    """
     namespace = {"__name__": "__verify__", "__builtins__": builtins, **bindings}
+    record, outside = [], None
+    checks.RECORD = record
     try:
         exec(compile(code, f"<test {grade_id}>", "exec"), namespace)
-    except VerifierError as e:
-        return Verdict(grade_id, False, str(e))
     except Exception as e:  # noqa: BLE001 (any failure of the test is the verdict)
-        return Verdict(grade_id, False, _describe_failure(e, grade_id))
-    return Verdict(grade_id, True, "")
+        outside = e
+    finally:
+        checks.RECORD = None
+    first_error = {}
+    for block, error in record:
+        if first_error.get(block.name) is None:
+            first_error[block.name] = error
+    verdicts = []
+    for p in parts:
+        if p.name in first_error:
+            error = first_error[p.name]
+        elif outside is not None:
+            error = outside
+        elif p.name == ALL_TESTS:  # a cell without parts: it passed if it ran through
+            error = None
+        else:
+            error = AssertionError("这一项的测试没有运行 (part not run)")
+        if error is None:
+            verdicts.append(PartVerdict(p.name, p.label, p.points, True))
+        else:
+            verdicts.append(PartVerdict(p.name, p.label, p.points, False, _describe_failure(error, grade_id),
+                                        category_of(error)))
+    return Verdict(grade_id, verdicts)
+
+
+def category_of(error):
+    """The category code of a failure (grading/categories.py)."""
+    category = getattr(error, "category", None)
+    if isinstance(category, str):
+        return category
+    name = type(error).__name__
+    if name == "NotImplementedError" or (name == "NameError" and getattr(error, "verify_function", None) is None):
+        return "unanswered"
+    if name == "TimeoutError":
+        return "timeout"
+    return "error"
 
 
 def _describe_failure(e, grade_id):
-    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    if isinstance(e, AssertionError) and str(e):
+        text = str(e)  # the instructor's message (checks.CheckFailure), already for the student
+    else:
+        text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     if not str(e):
         tb = e.__traceback__
         line = None
@@ -679,11 +730,13 @@ def verify_notebook(course_root, assignment, notebook, notebook_name=None):
     deadline = time.monotonic() + TOTAL_TIMEOUT
     verdicts = {}
     with Child(course_root, assignment, cells, plan.answers, deadline) as child, instructor_modules(folder):
-        for grade_id, code in plan.tests:
+        checks = sys.modules.get("checks")
+        for grade_id, code, parts in plan.tests:
             child.ensure_running()
-            verdict = run_test(grade_id, code, _bindings(child))
-            if not verdict.passed and "NameError" in verdict.message and child.setup and child.setup["errors"]:
-                verdict.message = _with_setup_errors(verdict.message, child.setup["errors"])
+            verdict = run_test(grade_id, code, parts, _bindings(child), checks)
+            for part in verdict.parts:
+                if not part.passed and "NameError" in part.message and child.setup and child.setup["errors"]:
+                    part.message = _with_setup_errors(part.message, child.setup["errors"])
             verdicts[grade_id] = verdict
     return verdicts
 
@@ -718,7 +771,7 @@ def main(argv=None):
     course, assignment, path = argv
     notebook = nbformat.read(path, as_version=4)
     verdicts = verify_notebook(course, assignment, notebook, Path(path).stem)
-    print(json.dumps({k: asdict(v) for k, v in verdicts.items()}, ensure_ascii=False, indent=1))
+    print(json.dumps({k: v.to_dict() for k, v in verdicts.items()}, ensure_ascii=False, indent=1))
     return 0 if all(v.passed for v in verdicts.values()) else 1
 
 

@@ -32,6 +32,15 @@ directory are emptied. Nothing of a student survives into the next one:
 The verifier's child and the kernel of ONE student do share the jail: that student's
 code could only affect their own grade, and the verifier's verdict wins.
 
+CUDA does not survive a fork: a process that forks after CUDA started gives children
+that cannot use the GPU ("Cannot re-initialize CUDA in forked subprocess"). So the
+zygote never starts CUDA: it only imports torch (which does not), the jail sets
+PYTORCH_NVML_BASED_CUDA_CHECK=1 where it passes a GPU (grading/sandbox.py), and after its
+imports it checks itself (`cuda_report`: torch.cuda.is_initialized, the driver's library
+or an /dev/nvidia* descriptor in its process, and whether a fork of it would be refused
+CUDA by torch). With any of these it exits, and the worker grades with a jail per
+process instead; the `cuda` request returns the same report (tests/test_gpu.py).
+
 Without bubblewrap (or with CHANNELS_NO_ZYGOTE=1) there is no zygote: each kernel and
 verifier child gets its own jail as before (grading/sandbox.py).
 """
@@ -124,6 +133,70 @@ def attach(kind, args, socket_path=None):
             return 3
 
 
+# --- CUDA must not start before a fork --------------------------------------------------------------
+
+#: Libraries that are only mapped once CUDA's driver has been loaded (torch loads it lazily).
+_DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so", "libcudadebugger.so")
+
+
+def cuda_evidence(proc_self="/proc/self"):
+    """Signs that this process started CUDA: the driver's libraries mapped, /dev/nvidia* open.
+
+    `proc_self` stands for /proc/self (a test passes a fake one).
+    """
+    found = []
+    try:
+        with open(os.path.join(proc_self, "maps")) as f:
+            for line in f:
+                path = line.split(None, 5)[5].strip() if len(line.split(None, 5)) == 6 else ""
+                name = os.path.basename(path)
+                if any(name.startswith(lib) for lib in _DRIVER_LIBRARIES) and f"mapped {path}" not in found:
+                    found.append(f"mapped {path}")
+    except OSError:
+        pass
+    fd_dir = os.path.join(proc_self, "fd")
+    try:
+        names = sorted(os.listdir(fd_dir), key=lambda n: int(n) if n.isdigit() else -1)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("/dev/nvidia"):
+            found.append(f"fd {name} -> {target}")
+    return found
+
+
+def cuda_report():
+    """{"initialized", "evidence", "fork_poisoned"}: all false/empty for a process that may fork.
+
+    fork_poisoned: a fork of this process is refused CUDA by torch (torch marks forks "bad"
+    once the parent asked CUDA anything, torch.cuda.is_available() included).
+    """
+    torch = sys.modules.get("torch")
+    initialized = bool(torch is not None and torch.cuda.is_initialized())
+    poisoned = False
+    if torch is not None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write_fd, b"1" if torch.cuda._is_in_bad_fork() else b"0")
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as f:
+            poisoned = f.read(1) != b"0"
+        os.waitpid(pid, 0)
+    return {"initialized": initialized, "evidence": cuda_evidence(), "fork_poisoned": poisoned}
+
+
+def _cuda_started(report):
+    return report["initialized"] or report["fork_poisoned"] or bool(report["evidence"])
+
+
 # --- the zygote (inside the jail) ---------------------------------------------------------------
 
 def _not_dumpable():
@@ -213,6 +286,8 @@ class Server:
             send(conn, {"ok": True})
         elif op == "ping":
             send(conn, {"ok": True, "pid": os.getpid()})
+        elif op == "cuda":  # does this process hold CUDA (it must not: forks could not use the GPU)?
+            send(conn, {"ok": True, **cuda_report()})
         else:
             send(conn, {"error": f"bad request {op!r}"})
         conn.close()
@@ -330,6 +405,11 @@ def serve(listen_fd, lifeline_fd, workdir, ipc_dir, verify_child):
     _not_dumpable()
     for name in PRELOAD:
         __import__(name)
+    report = cuda_report()
+    if _cuda_started(report):  # its forks could not use the GPU: no warm jail, a jail per process instead
+        print(f"[{KERNEL_NAME}] CUDA started before the first fork, refusing to serve: {report}",
+              file=sys.stderr, flush=True)
+        os._exit(3)
     Server(int(listen_fd), int(lifeline_fd), workdir, ipc_dir, verify_child).serve()
 
 
@@ -405,7 +485,8 @@ class Zygote:
                self.ipc_dir, verify.CHILD_INSIDE]
         argv = sandbox.sandbox_argv(
             cmd, workdir=workdir, helper_files=sandbox.helper_files(course_root, assignment),
-            ro_binds=[(os.path.abspath(__file__), INSIDE), (str(verify.CHILD), verify.CHILD_INSIDE)],
+            ro_binds=[(os.path.abspath(__file__), INSIDE), (str(verify.CHILD), verify.CHILD_INSIDE),
+                      (str(verify.GUARD), verify.GUARD_INSIDE)],
             rw_binds=[self.ipc_dir], uid=uid)
         argv.insert(argv.index("bwrap") + 1, "--as-pid-1")
         with open(log_path, "ab") as log:

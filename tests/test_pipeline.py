@@ -11,12 +11,14 @@ import nbformat
 import pytest
 
 from conftest import ASSIGNMENT, IN_CI, nbgrader, require
-from grading import batch, feedback, report
+from grading import batch, feedback, gradebook, report
+from grading.course import STATE_DIR, Course
+from grading.result import Outcome, Verdict, reconcile
 from grading.rebuild import (Note, SubmissionError, grade_id, is_answer,
                              load_submission, rebuild)
 
 NB = "channels.ipynb"
-STATE = batch.STATE_DIR
+STATE = STATE_DIR
 TESTS = ["test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1",
          "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"]
 FULL = {"test_corr2d": 3, "test_corr2d_multi_in": 3, "test_corr2d_multi_in_out": 3,
@@ -230,26 +232,79 @@ def test_notes_keep_their_code_across_processes():
     assert note == "旧版" and note.code == "old_nbformat"
 
 
-# --- reconcile: the verifier's verdict wins, disagreements are reported ------------------
+# --- reconcile: only the verifier's verdicts score, and grading fails closed ---------------
 
-def test_the_verifier_wins_and_the_disagreement_is_flagged(course):
-    c = batch.Course(course)
-    payload = {"student": "s", "status": "graded", "flags": [], "reasons": [], "notes": [], "messages": {},
-               "kernel_scores": dict(FULL, written_1x1=None),
-               "verdicts": {g: {"passed": g != "test_corr2d", "message": "假的 (fake)"} for g in TESTS}}
-    result = batch.reconcile(c, payload)
-    assert result.scores == dict(FULL, test_corr2d=0.0, written_1x1=None)
-    assert result.flags == ["verifier_disagrees"] and result.needs_attention
-    assert "test_corr2d" in result.reasons[0] and result.messages == {"test_corr2d": "假的 (fake)"}
+def _verdicts(contract, failing=()):
+    """Verdicts where the parts named in `failing` ("test_corr2d:dtype") failed and all else passed."""
+    out = {}
+    for test in contract.tests:
+        v = Verdict.failing(test, "假的 (fake)", "values")
+        for p in v.parts:
+            p.passed = f"{test.grade_id}:{p.name}" not in failing
+        out[test.grade_id] = v.to_dict()
+    return out
 
 
-def test_a_failed_autograde_scores_the_verdicts_else_zero(course):
-    c = batch.Course(course)
-    payload = {"student": "s", "status": "failed", "flags": ["kernel_died", "autograde_failed"],
-               "reasons": ["died"], "notes": [], "messages": {}, "kernel_scores": {}, "verdicts": None}
-    assert batch.reconcile(c, payload).total == 0
-    payload["verdicts"] = {"test_corr2d": {"passed": True, "message": ""}}
-    assert batch.reconcile(c, payload).scores["test_corr2d"] == 3
+def test_reconcile_scores_the_parts_that_passed(course):
+    contract = Course(course).contract
+    result = reconcile(contract, Outcome("s", verdicts=_verdicts(contract, {"test_corr2d:dtype"})))
+    dtype = next(p.points for p in contract.test("test_corr2d").parts if p.name == "dtype")
+    assert result.scores == dict(FULL, test_corr2d=FULL["test_corr2d"] - dtype, written_1x1=None)
+    assert result.flags == [] and not result.needs_attention
+    assert result.messages == {"test_corr2d": "假的 (fake)"}
+    assert result.hint() == ["corr2d: dtype (数值不对 (wrong values)) — 假的 (fake)"]
+    assert reconcile(contract, Outcome("s", verdicts=_verdicts(contract))).total == 18
+
+
+def test_reconcile_fails_closed_without_verdicts(course):
+    contract = Course(course).contract
+    failed = Outcome("s", status="failed", flags=["kernel_died", "autograde_failed"], reasons=["died"])
+    result = reconcile(contract, failed)
+    assert result.total == 0 and "verifier_failed" in result.flags and result.needs_attention
+    assert all(v["category"] == "verifier_failed" for v in result.verdicts.values())
+    # a cell the verifier left out scores 0 too; the others keep what they earned
+    some = _verdicts(contract)
+    del some["test_corr2d"]
+    result = reconcile(contract, Outcome("s", verdicts=some))
+    assert result.scores["test_corr2d"] == 0 and result.total == 18 - FULL["test_corr2d"]
+    unreadable = reconcile(contract, Outcome("s", status="unreadable", flags=["unreadable_notebook"]))
+    assert unreadable.total == 0 and unreadable.scores["written_1x1"] == 0.0
+    assert {v["category"] for v in unreadable.verdicts.values()} == {"broken_notebook"}
+
+
+def test_reconcile_is_pure_and_round_trips(course):
+    from grading.result import StudentResult
+    contract = Course(course).contract
+    outcome = Outcome("s", verdicts=_verdicts(contract, {"test_corr2d_multi_in_out_fast:speed"}), late_penalty=1.0)
+    one, two = reconcile(contract, outcome, "fp"), reconcile(contract, outcome, "fp")
+    assert one == two and one.flags == ["late"] and not one.needs_attention
+    assert StudentResult.from_dict(one.to_dict()) == one
+
+
+# --- the gradebook: manual grading survives a regrade of an unchanged answer -----------------
+
+def test_manual_grades_are_kept_for_unchanged_answers_only(course):
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    c = Course(course)
+    gradebook.prepare(c, ["s"])
+    contract = c.contract
+    first = reconcile(contract, Outcome("s", verdicts=_verdicts(contract), answers={"written_1x1": "aaa"}))
+    gradebook.write(c, first, {}, {}, {})
+    with gradebook.open_gradebook(c) as gb:
+        grade = gb.find_grade("written_1x1", c.notebook_id, ASSIGNMENT, "s")
+        grade.manual_score = 1.5
+        gb.db.commit()
+    for answer, kept in (("aaa", 1.5), ("bbb", None)):
+        keep = gradebook.forget(c, "s")
+        assert keep == {"written_1x1": {"manual_score": 1.5, "extra_credit": None}}
+        again = reconcile(contract, Outcome("s", verdicts=_verdicts(contract), answers={"written_1x1": answer}))
+        gradebook.write(c, again, {}, keep, {"written_1x1": "aaa"})
+        assert gradebook.scores(course)["s"]["written_1x1"][1] == kept
+        if kept is None:
+            break
+        with gradebook.open_gradebook(c) as gb:  # put the instructor's grade back for the next round
+            gb.find_grade("written_1x1", c.notebook_id, ASSIGNMENT, "s").manual_score = 1.5
+            gb.db.commit()
 
 
 # --- feedback: failure messages of hidden tests, never their code ------------------------
@@ -287,7 +342,7 @@ def _hostile_class(course):
     put(course, "dies", solved(course, corr2d_multi_in=DIES))
     put(course, "hangs", solved(course, corr2d=HANGS))
     # None: nbgrader fails, so the points are those the verifier could confirm
-    return {"good": 18, "written": 18, "tampered": 16, "duplicated": 18, "renamed": 18,
+    return {"good": 18, "written": 18, "tampered": 17, "duplicated": 18, "renamed": 18,
             "corrupt": 0, "missing": 0, "dies": None, "hangs": None}
 
 
@@ -297,21 +352,21 @@ def test_a_batch_grades_everyone_despite_broken_notebooks(course, graders):
     expected = _hostile_class(course)
     results = {r.student: r for r in batch.grade(course, jobs=2, progress=False)}
     assert sorted(results) == sorted(expected)
-    book = batch.gradebook_scores(course)
+    book = gradebook.scores(course)
     assert sorted(book) == sorted(expected)  # every student has a gradebook record
     for student, total in expected.items():
         r = results[student]
         auto = {g: book[student][g][0] for g in TESTS}
-        if total is None:
-            assert r.status == "failed" and all(r.kernel_scores[g] is None for g in TESTS)
-            total = sum(FULL[g] for g in TESTS if r.verdicts.get(g, {}).get("passed"))
+        if total is None:  # nbgrader failed: the verdicts score, as always
+            assert r.status == "failed"
+            total = sum(r.verdicts[g]["score"] for g in TESTS)
         assert sum(auto.values()) == total, (student, auto, r.reasons)
         assert auto == {g: r.scores[g] for g in TESTS}
     assert results["good"].flags == [] and not results["good"].needs_attention
     assert book["good"]["written_1x1"] == (0.0, None, False)  # untouched stub
     assert book["written"]["written_1x1"] == (None, None, True)  # waits for the instructor
     assert {"cells_restored"} <= set(results["tampered"].flags)
-    assert results["tampered"].scores["test_conv_flops"] == 0
+    assert results["tampered"].scores["test_conv_flops"] == 1  # train_hours right, conv_flops cheats
     assert "duplicate_answer" in results["duplicated"].flags
     assert "renamed_notebook" in results["renamed"].flags
     assert results["corrupt"].status == "unreadable" and "JSON" in results["corrupt"].reason
@@ -338,7 +393,7 @@ def test_a_batch_grades_everyone_despite_broken_notebooks(course, graders):
     put(course, "good", solved(course, **{gid: DIES for gid in solutions(course)}))
     again = batch.grade(course, students=["good"], jobs=1, progress=False)[0]
     assert again.status == "failed" and not again.skipped
-    assert sum(batch.gradebook_scores(course)["good"][g][0] for g in TESTS) == 0
+    assert sum(gradebook.scores(course)["good"][g][0] for g in TESTS) == 0
 
 
 @pytest.mark.timeout(1200)
@@ -348,11 +403,11 @@ def test_parallel_sequential_and_repeated_grading_agree(course, graders):
     put(course, "stub", release_nb(course))
     put(course, "corrupt", raw=b"not json")
     first = batch.grade(course, jobs=2, progress=False)
-    book = batch.gradebook_scores(course)
-    assert {r.student: r.total for r in first} == {"cheat": 16, "corrupt": 0, "good": 18, "stub": 0}
+    book = gradebook.scores(course)
+    assert {r.student: r.total for r in first} == {"cheat": 17, "corrupt": 0, "good": 18, "stub": 0}
 
     again = batch.grade(course, jobs=1, regrade=True, progress=False)
-    assert batch.gradebook_scores(course) == book
+    assert gradebook.scores(course) == book
     assert [(r.student, r.scores, r.flags, r.skipped) for r in again] == \
            [(r.student, r.scores, r.flags, False) for r in first]
 
@@ -360,7 +415,7 @@ def test_parallel_sequential_and_repeated_grading_agree(course, graders):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHANNELS_NO_ZYGOTE", "1")
         cold = batch.grade(course, jobs=2, regrade=True, progress=False)
-    assert batch.gradebook_scores(course) == book
+    assert gradebook.scores(course) == book
     assert [(r.student, r.scores, r.flags) for r in cold] == [(r.student, r.scores, r.flags) for r in first]
 
     # Unchanged students are skipped; a changed one is graded again.
@@ -368,7 +423,7 @@ def test_parallel_sequential_and_repeated_grading_agree(course, graders):
     third = {r.student: r for r in batch.grade(course, jobs=2, progress=False)}
     assert [s for s, r in sorted(third.items()) if not r.skipped] == ["stub"]
     assert third["stub"].total == 18 and third["good"].scores == first[2].scores
-    assert batch.gradebook_scores(course) == dict(book, stub=batch.gradebook_scores(course)["stub"])
+    assert gradebook.scores(course) == dict(book, stub=gradebook.scores(course)["stub"])
 
 
 @pytest.mark.timeout(600)
@@ -383,7 +438,8 @@ def test_plain_nbgrader_autograde_rebuilds_from_the_release(course, graders):
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     nbgrader(course, "export")
     rows = (course / "grades.csv").read_text().splitlines()
-    assert rows[1].split(",")[7:] == ["16.0", "0.0", "16.0", "20.0"], rows
+    # the verifier ran inside plain nbgrader too (ApplyVerdicts): conv_flops loses its part, 17 of 18
+    assert rows[1].split(",")[7:] == ["17.0", "0.0", "17.0", "20.0"], rows
 
 
 LEAVES_TRACES = '''import os, subprocess
@@ -443,7 +499,7 @@ def test_demo_grades_the_sample_class_and_writes_everything(course, graders):
     assert len((course / "grades.csv").read_text().strip().splitlines()) == 1 + len(keep)
     saved = json.loads((course / STATE / "report.json").read_text())
     assert sorted(r["student"] for r in saved) == sorted(keep)
-    assert sorted(batch.gradebook_scores(course)) == sorted(keep)
+    assert sorted(gradebook.scores(course)) == sorted(keep)
 
 
 def test_grade_refuses_loudly_without_a_sandbox(course, tmp_path):

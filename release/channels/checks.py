@@ -4,6 +4,7 @@ The test cells of channels.ipynb import everything they need from here, so every
 and every message lives in one place. You may read this file; at grading time the
 instructor's copy is used, so editing it does not change your grade.
 
+- `part`                one graded part of a test cell and its points: `with part("dtype", 0.5, "..."):`.
 - `assert_close`        the one tolerance check for tensors: type, shape, dtype, device, values.
 - `assert_number`       the same for a plain number (conv_flops, train_hours).
 - `assert_conv2d_layer` an nn.Conv2d whose weight and bias are the given tensors.
@@ -17,6 +18,8 @@ instructor's copy is used, so editing it does not change your grade.
 
 Messages are in Chinese with the English term, one or two lines, and end with the
 test case, e.g. ``形状 (shape) 不对：期望 (2, 2)，得到 (3, 3)。［用例 corr2d 书中例子 (book example)］``.
+Every failure is a `CheckFailure` that also carries a category code (shape, dtype, values, ...:
+grading/categories.py), so that the instructor's report can group what the class got wrong.
 """
 import re
 import time
@@ -44,10 +47,50 @@ _CONV_OP = re.compile(r"conv(olution|\d|_)")
 _MATMUL_OPS = {"mm", "bmm", "addmm", "baddbmm", "mv", "addmv", "dot", "vdot", "matmul", "linear"}
 
 
+class CheckFailure(AssertionError):
+    """A failed check: the message for the student, `category` for the instructor's report."""
+
+    def __init__(self, message, category):
+        super().__init__(message)
+        self.category = category
+
+
 # The helpers set __tracebackhide__: IPython then shows the test cell's line, the final
 # `raise` below and the message, not the frames in between.
-def _fail(message, case):
-    raise AssertionError(f"{message}［用例 {case}］")
+def _fail(message, case, category):
+    raise CheckFailure(f"{message}［用例 {case}］", category)
+
+
+# --- Partial credit -----------------------------------------------------------------------------
+
+#: While grading, the verifier sets this to a list and every `part` appends its outcome to it;
+#: None (in your own session) means a failure stops the test cell as usual.
+RECORD = None
+
+
+class part:
+    """One graded part of a test cell: `with part("dtype", 0.5, "float64 与设备"):`.
+
+    A test cell's points are split over its parts (their points add up to the cell's), and
+    each part scores all or nothing. A part may continue in a later block, `with part("dtype"):`
+    (the hidden tests add cases to the visible ones); it passes when all its blocks pass.
+    In your session a failing part stops the cell with its message, like any test. At grading
+    every block runs, and the cell scores the points of the parts that passed.
+    """
+
+    def __init__(self, name, points=None, label=None):
+        self.name, self.points, self.label = name, points, label
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if RECORD is None:
+            return False  # your session: the failure is the cell's
+        if kind is not None and not issubclass(kind, Exception):
+            return False  # KeyboardInterrupt, SystemExit: not a verdict
+        RECORD.append((self, error))
+        return True
 
 
 def _shape(t):
@@ -61,15 +104,15 @@ def assert_close(got, expected, case, atol=None, rtol=None):
     """
     __tracebackhide__ = True
     if got is None:
-        _fail("函数返回了 None：是不是忘了 return？", case)
+        _fail("函数返回了 None：是不是忘了 return？", case, "type")
     if not isinstance(got, torch.Tensor):
-        _fail(f"应返回张量 (torch.Tensor)，得到 {type(got).__name__}。", case)
+        _fail(f"应返回张量 (torch.Tensor)，得到 {type(got).__name__}。", case, "type")
     if got.shape != expected.shape:
-        _fail(f"形状 (shape) 不对：期望 {_shape(expected)}，得到 {_shape(got)}。", case)
+        _fail(f"形状 (shape) 不对：期望 {_shape(expected)}，得到 {_shape(got)}。", case, "shape")
     if got.dtype != expected.dtype:
-        _fail(f"数据类型 (dtype) 不对：期望 {expected.dtype}，得到 {got.dtype}；结果应与输入的 dtype 相同。", case)
+        _fail(f"数据类型 (dtype) 不对：期望 {expected.dtype}，得到 {got.dtype}；结果应与输入的 dtype 相同。", case, "dtype")
     if got.device != expected.device:
-        _fail(f"设备 (device) 不对：期望 {expected.device}，得到 {got.device}；结果应与输入在同一设备上。", case)
+        _fail(f"设备 (device) 不对：期望 {expected.device}，得到 {got.device}；结果应与输入在同一设备上。", case, "device")
     default_atol, default_rtol = TOLERANCE.get(expected.dtype, (0.0, 0.0))
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
@@ -80,7 +123,7 @@ def assert_close(got, expected, case, atol=None, rtol=None):
         where = tuple(int(i) for i in torch.unravel_index(excess.argmax(), excess.shape))
         _fail(f"数值 (values) 不对：{int((excess > 0).sum())}/{excess.numel()} 个元素超出容差 (tolerance)；"
               f"位置 {where} 误差 {error[where].item():.2g}：期望 {exp64[where].item():.10g}，"
-              f"得到 {got64[where].item():.10g}。", case)
+              f"得到 {got64[where].item():.10g}。", case, "values")
 
 
 class _OpLog(TorchDispatchMode):
@@ -115,7 +158,7 @@ def _no_conv(ops, who, case):
     bad = _conv_ops(ops)
     if bad:
         _fail(f"{who} 调用了卷积算子 (convolution operator) {', '.join('aten.' + op for op in bad)}："
-              "本作业要用张量运算自己实现，不能用 F.conv2d、nn.Conv2d、torch.conv2d 等。", case)
+              "本作业要用张量运算自己实现，不能用 F.conv2d、nn.Conv2d、torch.conv2d 等。", case, "conv_used")
 
 
 @contextmanager
@@ -142,7 +185,7 @@ def call_checked(fn, *args, case, allow_conv=False):
     for i, (a, old) in enumerate(zip(args, before)):
         if old is not None and not (a.shape == old.shape and torch.equal(a, old)):
             name = ("X", "K")[i] if i < 2 else f"第 {i + 1} 个参数"
-            _fail(f"{who} 修改了输入 {name}（原地操作 in-place）：输入必须保持不变。", case)
+            _fail(f"{who} 修改了输入 {name}（原地操作 in-place）：输入必须保持不变。", case, "input_modified")
     return result
 
 
@@ -152,18 +195,18 @@ def assert_number(got, expected, case, rel=1e-9):
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if isinstance(got, bool) or not isinstance(got, (int, float)):
-        _fail(f"应返回一个数 (int 或 float)，得到 {type(got).__name__}。", case)
+        _fail(f"应返回一个数 (int 或 float)，得到 {type(got).__name__}。", case, "type")
     if not abs(got - expected) <= rel * abs(expected):
-        _fail(f"数值不对：期望 {expected:.6g}，得到 {got:.6g}。", case)
+        _fail(f"数值不对：期望 {expected:.6g}，得到 {got:.6g}。", case, "values")
 
 
 def assert_conv2d_layer(layer, K, b, case):
     """Check that `layer` is an nn.Conv2d whose weight is K and whose bias is b."""
     __tracebackhide__ = True
     if not isinstance(layer, torch.nn.Conv2d):
-        _fail(f"应返回 nn.Conv2d，得到 {type(layer).__name__}。", case)
+        _fail(f"应返回 nn.Conv2d，得到 {type(layer).__name__}。", case, "type")
     if layer.bias is None:
-        _fail("这个 nn.Conv2d 没有偏置 (bias)：创建时不要写 bias=False。", case)
+        _fail("这个 nn.Conv2d 没有偏置 (bias)：创建时不要写 bias=False。", case, "values")
     assert_close(layer.weight.detach(), K, f"{case}：权重 weight")
     assert_close(layer.bias.detach(), b, f"{case}：偏置 bias")
 
@@ -179,7 +222,7 @@ def assert_matmul_once(fn, small, large, case):
     _, ops_large = record_ops(fn, *large)
     if not _MATMUL_OPS & set(ops_small):
         _fail(f"{who} 没有用矩阵乘法 (matrix multiplication)：把 X 变形为 (c_i, n_h·n_w)、"
-              "K 变形为 (c_o, c_i)，再做一次 torch.matmul。", case)
+              "K 变形为 (c_o, c_i)，再做一次 torch.matmul。", case, "loop")
     assert_same_op_count(ops_small, ops_large, who, "通道数或图像大小", case)
 
 
@@ -188,7 +231,7 @@ def assert_same_op_count(ops_small, ops_large, who, what, case):
     __tracebackhide__ = True
     if len(ops_large) != len(ops_small):
         _fail(f"{who} 的张量运算次数随{what}增长（{len(ops_small)} → {len(ops_large)} 次）："
-              "说明用了 Python 循环 (loop)，这里应当整体用张量运算。", case)
+              "说明用了 Python 循环 (loop)，这里应当整体用张量运算。", case, "loop")
 
 
 def assert_faster(fast, slow, args, factor, case, repeats=5):
@@ -208,16 +251,17 @@ def assert_faster(fast, slow, args, factor, case, repeats=5):
     if t_slow < factor * t_fast:
         who = getattr(fast, "__name__", "你的函数")
         _fail(f"{who} 不够快：用时 {t_fast * 1e3:.2f} ms，逐像素循环基准 (loop baseline) "
-              f"{t_slow * 1e3:.1f} ms，只快 {t_slow / t_fast:.1f} 倍，要求至少 {factor} 倍。", case)
+              f"{t_slow * 1e3:.1f} ms，只快 {t_slow / t_fast:.1f} 倍，要求至少 {factor} 倍。", case, "too_slow")
 
 
 def best_time(fn, args, repeats=5):
     """The shortest of `repeats` times of fn(*args), in seconds (after one warm-up).
 
-    On the CPU this is the calling thread's CPU time, not wall-clock time: when many
-    notebooks are graded at once, waiting for a core must not count against the answer.
+    On the CPU this is the CPU time of the whole process, every thread included: work that
+    a call hands to another thread still counts, and waiting for a core (many notebooks
+    graded at once) does not. On a GPU it is wall-clock time around synchronised calls.
     """
-    clock = time.perf_counter if DEVICE.type == "cuda" else time.thread_time
+    clock = time.perf_counter if DEVICE.type == "cuda" else time.process_time
     fn(*args)
     times = []
     for _ in range(repeats):

@@ -8,9 +8,9 @@ them all under the course's submitted/; tests/test_hostile.py grades that batch 
 compares each StudentResult with `Case.expect`.
 
 Expected outcomes are derived from the bug and the hidden tests (see each sample's
-docstring), not copied from a run: `total` of the 18 autograded points, the test cells that
-score 0 (`lost`; every other test cell must have full marks), the pipeline's flags
-(grading.batch.FLAGS) and status.
+docstring), not copied from a run: what the submission loses (`lost`: test cells, or parts
+such as "test_corr2d:dtype"; everything else must have full marks; the points come from the
+contract, tests/expect.py), the pipeline's flags (grading.result.FLAGS) and status.
 """
 import copy
 import json
@@ -26,21 +26,18 @@ SAMPLES = HERE / "samples"
 CLASS = HERE.parent.parent / "samples" / "class"
 NOTEBOOK = "channels.ipynb"
 
-T1, T2, T3, T4 = "test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1"
-T5, T6, T7 = "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"
-ALL_TESTS = {T1, T2, T3, T4, T5, T6, T7}
-POINTS = {T1: 3, T2: 3, T3: 3, T4: 3, T5: 2, T6: 2, T7: 2}
+from expect import ALL as ALL_TESTS, T1, T2, T3, T4, T5, T6, T7, expected_total  # noqa: F401
 
 
 @dataclass
 class Outcome:
-    lost: set = field(default_factory=set)    # test cells that score 0 (all others full marks)
+    lost: set = field(default_factory=set)    # test cells or "cell:part" lost (all others full marks)
     flags: set = field(default_factory=set)   # exactly these flags
     status: str = "graded"                    # graded | failed | unreadable
 
     @property
     def total(self):
-        return float(sum(POINTS[t] for t in ALL_TESTS - self.lost))
+        return expected_total(self.lost)
 
 
 @dataclass
@@ -197,10 +194,10 @@ CASES = [
     # Correct code in the same batch: must keep full marks whatever the others do.
     Case("correct_reference", Outcome(), sample="ref_reference", class_sample=True),
     # Monkeypatching inside the kernel: the verifier's verdict wins and the disagreement is reported.
-    Case("patch_compare", Outcome(_lost(T4), {"verifier_disagrees"}), sample="patch_compare"),
-    Case("patch_checks", Outcome(_lost(T3), {"verifier_disagrees"}), sample="patch_checks"),
-    Case("builtins_import", Outcome(_lost(T1, T2, T3), {"verifier_disagrees"}), sample="builtins_import"),
-    Case("ipython_transform", Outcome(ALL_TESTS, {"verifier_disagrees"}), sample="ipython_transform"),
+    Case("patch_compare", Outcome(_lost(T4)), sample="patch_compare"),
+    Case("patch_checks", Outcome(_lost(T3)), sample="patch_checks"),
+    Case("builtins_import", Outcome(_lost(T1, T2, T3)), sample="builtins_import"),
+    Case("ipython_transform", Outcome(ALL_TESTS), sample="ipython_transform"),
     Case("custom_exc", Outcome(_lost(T2, T3)), sample="custom_exc"),
     # Reaching outside the notebook: nothing there to reach.
     Case("reads_source", Outcome(ALL_TESTS), sample="reads_source"),
@@ -213,9 +210,9 @@ CASES = [
     Case("aten_conv", Outcome(_lost(T7)), sample="aten_conv"),
     Case("getattr_conv", Outcome(_lost(T1, T2, T3)), sample="getattr_conv"),
     Case("conv_tbc", Outcome(_lost(T4)), sample="conv_tbc"),
-    Case("dispatch_escape", Outcome(_lost(T3), {"verifier_disagrees"}), sample="dispatch_escape"),
+    Case("dispatch_escape", Outcome(_lost(T3)), sample="dispatch_escape"),
     # What the untrusted side reports about itself must not decide a test.
-    Case("fake_op_log", Outcome(_lost(T4), {"verifier_disagrees"}), sample="fake_op_log"),
+    Case("fake_op_log", Outcome(_lost(T4)), sample="fake_op_log"),
     Case("hide_inplace", Outcome(_lost(T4)), sample="hide_inplace"),
     # Broken files.
     Case("corrupt_json", Outcome(ALL_TESTS, {"unreadable_notebook"}, "unreadable"), files=corrupt_json),
@@ -237,6 +234,16 @@ CASES = [
     Case("ignores_interrupt", Outcome(set(), {"timeout", "autograde_failed"}, "failed"), sample="ignores_interrupt"),
     Case("os_exit_call", Outcome(_lost(T7), {"kernel_died", "autograde_failed"}, "failed"), sample="os_exit_call"),
     Case("out_of_memory", Outcome(), sample="out_of_memory"),
+    # Work done where a recorder bound to the calling thread would not look: threads, processes,
+    # custom operators. No thread or process may start while graded; only torch's operators run.
+    Case("thread_conv", Outcome(_lost(T1, T2, T3)), sample="thread_conv"),
+    Case("fork_conv", Outcome(_lost(T1, T2, T3)), sample="fork_conv"),
+    Case("custom_op_conv", Outcome(_lost(T1, T2, T3)), sample="custom_op_conv"),
+    Case("thread_loop_fast", Outcome(_lost(T7)), sample="thread_loop_fast"),
+    # What the student does to IPython cannot change a verdict: no test cell runs in the kernel.
+    Case("strip_asserts", Outcome(_lost(T1, T2, T3)), sample="strip_asserts"),
+    # Unusual but correct: the verifier judges results and rules, not the way of writing.
+    Case("unusual_correct", Outcome(), sample="unusual_correct"),
 ]
 
 

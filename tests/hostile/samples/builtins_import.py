@@ -4,7 +4,7 @@ An own cell replaces builtins.__import__: importing `checks` gives a module whos
 helpers do nothing and whose call_checked just calls (everything else is the real
 checks). The answer is off_by_one's corr2d. Inside the kernel every test passes; the
 verifier imports the instructor's checks.py itself: test_corr2d, test_corr2d_multi_in and
-test_corr2d_multi_in_out are lost (9/18), flagged as a disagreement.
+test_corr2d_multi_in_out are lost (9/18), no flag (the kernel's own result never counts).
 """
 # base: ../../../samples/class/off_by_one.py
 

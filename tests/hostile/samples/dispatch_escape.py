@@ -3,7 +3,7 @@
 The in-kernel operator rule records operators with a TorchDispatchMode; corr2d_multi_in_out
 runs F.conv2d under `_disable_current_modes()`, so the kernel sees no convolution and passes.
 The verifier blocks convolution kernels in the dispatcher itself, below any mode:
-test_corr2d_multi_in_out is lost (15/18), flagged as a disagreement with the kernel.
+test_corr2d_multi_in_out is lost (15/18), no flag (the kernel's own result never counts).
 """
 # base: ../../../samples/class/ref_reference.py
 

@@ -4,7 +4,7 @@ The 1×1 answer loops over output channels (right values, c_o products instead o
 own cell replaces the recorder behind checks.record_ops so that every call seems to run
 exactly ["mm"]. assert_matmul_once then passes inside the kernel. An honest verifier
 must not take its operator list from the student's process: test_corr2d_multi_in_out_1x1
-is lost (15/18), flagged as a disagreement with the kernel.
+is lost (15/18), no flag (the kernel's own result never counts).
 """
 # base: ../../../samples/class/ref_reference.py
 

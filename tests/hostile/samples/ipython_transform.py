@@ -3,7 +3,7 @@
 No answer is written (all stubs). An own cell registers an IPython input transformer that
 wraps every following cell in `try: ... except BaseException: pass`, so no test cell can
 fail inside the kernel and the execute replies say "ok". The verifier runs the
-instructor's test cells itself: every test is lost (0/18), flagged as a disagreement.
+instructor's test cells itself: every test is lost (0/18), no flag (the kernel's own result never counts).
 """
 
 # %%

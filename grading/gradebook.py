@@ -1,0 +1,171 @@
+"""All gradebook I/O of the pipeline (only the parent process writes the real gradebook).
+
+    prepare(course, students)          the assignment and every student are known
+    forget(course, student)            remove a submission before it is regraded; return the
+                                       manual grading worth keeping (scores, comments)
+    write(course, result, kept, old)   the student's final grades as a fresh submission,
+                                       manual grading carried over for unchanged answers
+    read_private(course, student, db)  what nbgrader's SaveAutoGrades wrote into a worker's
+                                       private copy (manual answers, comments, time stamp)
+    scores(course_root)                {student: {grade_id: (auto, manual, needs_manual)}}
+"""
+import copy
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+
+def open_gradebook(course, url=None):
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+    # nbgrader's add_submission trips SQLAlchemy's autoflush warnings; the data is right
+    warnings.filterwarnings("ignore", category=SAWarning)
+    return Gradebook(url or course.db_url, course.course_id)
+
+
+def prepare(course, students):
+    """Make sure the gradebook knows the assignment and every student."""
+    from nbgrader.api import MissingEntry
+    with open_gradebook(course) as gb:
+        try:
+            gb.find_notebook(course.notebook_id, course.assignment)
+            known = True
+        except MissingEntry:
+            known = False
+    if not known:
+        register_assignment(course)
+    with open_gradebook(course) as gb:
+        for student in students:
+            gb.update_or_create_student(student)
+
+
+def register_assignment(course):
+    """Record the assignment's cells in the gradebook as `nbgrader generate_assignment` does,
+    without rewriting release/: the students have that version, whatever source/ says now."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+    config = copy.deepcopy(course.config)
+    with tempfile.TemporaryDirectory(prefix="channels-release-") as scratch:
+        coursedir = CourseDirectory(config=config)
+        coursedir.root = str(course.root)
+        coursedir.release_directory = scratch
+        coursedir.assignment_id = course.assignment
+        app = GenerateAssignment(coursedir=coursedir, config=config)
+        app.force = True
+        result = capture_log(app)
+    if not result["success"]:
+        raise RuntimeError(f"could not record {course.assignment} in the gradebook:\n{result.get('error', '')}")
+
+
+def make_template(course, template):
+    """A copy of the gradebook without submissions: each worker grades into its own copy of it."""
+    from nbgrader.api import MissingEntry
+    template = Path(template)
+    template.parent.mkdir(parents=True, exist_ok=True)
+    db = Path(course.db_url.split("sqlite:///", 1)[1].split("?")[0])
+    shutil.copy(db, template)
+    with open_gradebook(course, f"sqlite:///{template}") as gb:
+        for sub in list(gb.find_assignment(course.assignment).submissions):
+            try:
+                gb.remove_submission(course.assignment, sub.student.id)
+            except MissingEntry:
+                pass
+
+
+def forget(course, student):
+    """Remove the student's submission; return {grade_id: manual grading} to keep.
+
+    Manual scores, extra credit and comments survive only for answers whose text is
+    unchanged (`write` compares the answer hashes).
+    """
+    from nbgrader.api import MissingEntry
+    kept = {}
+    with open_gradebook(course) as gb:
+        try:
+            nb = gb.find_submission_notebook(course.notebook_id, course.assignment, student)
+        except MissingEntry:
+            return kept
+        for grade in nb.grades:
+            if grade.manual_score is not None or grade.extra_credit is not None:
+                kept.setdefault(grade.name, {}).update(manual_score=grade.manual_score, extra_credit=grade.extra_credit)
+        for comment in nb.comments:
+            if comment.manual_comment:
+                kept.setdefault(comment.name, {})["manual_comment"] = comment.manual_comment
+        gb.remove_submission(course.assignment, student)
+    return kept
+
+
+def write(course, result, comments, kept, old_answers):
+    """Write one student's final grades into the gradebook (a fresh submission).
+
+    `kept` (from `forget`) is carried over for every cell whose answer hash in
+    `old_answers` equals the new one in `result.answers`.
+    """
+    from nbgrader.api import MissingEntry
+    with open_gradebook(course) as gb:
+        gb.update_or_create_student(result.student)
+        try:
+            gb.remove_submission(course.assignment, result.student)
+        except MissingEntry:
+            pass
+        extra = {"timestamp": result.timestamp} if result.timestamp else {}
+        gb.add_submission(course.assignment, result.student, **extra)
+        nb = gb.find_submission_notebook(course.notebook_id, course.assignment, result.student)
+        nb.late_submission_penalty = result.late_penalty
+
+        def unchanged(name):
+            return name in kept and old_answers.get(name) == result.answers.get(name)
+
+        for grade in nb.grades:
+            score = result.scores.get(grade.name)
+            grade.auto_score = score
+            grade.needs_manual_grade = score is None
+            if unchanged(grade.name):
+                carry = kept[grade.name]
+                grade.manual_score = carry.get("manual_score")
+                grade.extra_credit = carry.get("extra_credit")
+                if grade.manual_score is not None:
+                    grade.needs_manual_grade = False
+        for comment in nb.comments:
+            comment.auto_comment = comments.get(comment.name)
+            if unchanged(comment.name):
+                comment.manual_comment = kept[comment.name].get("manual_comment")
+        gb.db.commit()
+
+
+def read_private(course, student, db_path):
+    """What nbgrader wrote into a worker's private gradebook: scores, comments, time stamp, penalty."""
+    from nbgrader.api import MissingEntry
+    out = {"scores": {}, "comments": {}, "timestamp": None, "late_penalty": None}
+    with open_gradebook(course, f"sqlite:///{db_path}") as gb:
+        try:
+            sub = gb.find_submission(course.assignment, student)
+            nb = gb.find_submission_notebook(course.notebook_id, course.assignment, student)
+        except MissingEntry:
+            return out
+        out["timestamp"] = sub.timestamp.isoformat() if sub.timestamp else None
+        out["late_penalty"] = nb.late_submission_penalty
+        out["scores"] = {g.name: g.auto_score for g in nb.grades}
+        out["comments"] = {c.name: c.auto_comment for c in nb.comments}
+    return out
+
+
+def graded_students(course):
+    """Students with a submission of the assignment in the gradebook."""
+    with open_gradebook(course) as gb:
+        return {sub.student.id for sub in gb.find_assignment(course.assignment).submissions}
+
+
+def scores(course_root, assignment="channels"):
+    """{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}} (for tests and reports)."""
+    from grading.course import Course
+    course = Course(course_root, assignment)
+    out = {}
+    with open_gradebook(course) as gb:
+        for sub in gb.find_assignment(course.assignment).submissions:
+            for nb in sub.notebooks:
+                out.setdefault(sub.student.id, {}).update(
+                    {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in nb.grades})
+    return out
