@@ -320,3 +320,29 @@ def test_bonus_solution_is_much_faster_than_the_loop_baseline(checks, solution):
     checks.assert_faster(solution["corr2d_multi_in_out_fast"], checks.loop_corr2d_multi_in_out, (X, K), 5, "bonus")
     checks.assert_close(solution["corr2d_multi_in_out_fast"](X, K), checks.reference_corr2d_multi_in_out(X, K).to(X),
                         "bonus")
+
+
+# --- the contract: points split into parts, read from the source notebook -----------------------
+
+def test_every_test_cell_splits_its_points_into_parts():
+    from grading.contract import load_contract
+    contract = load_contract(ROOT, ASSIGNMENT)  # raises ContractError if parts do not add up
+    assert contract.max_scores == {**TEST_POINTS, **MANUAL_POINTS}
+    for test in contract.tests:
+        assert len(test.parts) >= 2, f"{test.grade_id}: partial credit needs parts"
+        assert all(p.label and p.points > 0 for p in test.parts), test.grade_id
+
+
+def test_a_contract_whose_parts_do_not_add_up_is_refused():
+    import nbformat
+    from grading.contract import ContractError, parts_of
+    cell = nbformat.v4.new_code_cell('with part("a", 1, "A"):\n    pass\nwith part("b", 1, "B"):\n    pass\n',
+                                     metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "t",
+                                                            "points": 3}})
+    with pytest.raises(ContractError, match="add up to 2"):
+        parts_of(cell)
+    cell.metadata.nbgrader.points = 2
+    assert [p.name for p in parts_of(cell)] == ["a", "b"]
+    cell.source += 'with part("a", 2, "A"):\n    pass\n'
+    with pytest.raises(ContractError, match="declared twice"):
+        parts_of(cell)
