@@ -9,13 +9,14 @@ PY        := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 JOBS      ?=
 
-.PHONY: setup system release demo grade feedback test slides lab bench clean help
+.PHONY: setup system release demo grade feedback report test slides lab bench clean help
 help:
 	@echo "make demo    the instructor's loop on the bundled sample class"
 	@echo "make test    the whole test suite (installs browser, fonts, bubblewrap when root)"
 	@echo "make release regenerate release/ (student version) from source/"
 	@echo "make slides  offline reveal.js slides of the lecture deck"
 	@echo "make grade   autograde everything under submitted/ (JOBS=n, REGRADE=1)"
+	@echo "make report  the class report .grading/report/index.html (distribution, failure reasons)"
 	@echo "make lab     JupyterLab with nbgrader and RISE on http://127.0.0.1:8888"
 	@echo "make bench   grading and operator benchmarks (prints ratios)"
 
@@ -44,6 +45,9 @@ grade: setup
 feedback: setup
 	$(PY) -m grading feedback
 
+report: setup
+	$(PY) -m grading report
+
 slides: setup node_modules/.done
 	$(PY) course/build_slides.py
 
@@ -57,4 +61,4 @@ lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
-	rm -rf submitted autograded/*/ feedback gradebook.db grades.csv .grading course/build test-artifacts
+	rm -rf submitted autograded/*/ feedback gradebook.db grades.csv grades-canvas.csv grades-moodle.csv .grading course/build test-artifacts

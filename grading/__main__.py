@@ -5,6 +5,8 @@
     grade     autograde everything under submitted/ (-j N workers, --regrade, STUDENT...)
     feedback  nbgrader generate_feedback for every graded submission
     export    nbgrader export → grades.csv
+    report    the class report: .grading/report/index.html (distribution, failure reasons, attention)
+    export-lms  Canvas and Moodle grade files beside grades.csv (--roster ROSTER.csv)
 """
 import argparse
 import os
@@ -70,6 +72,35 @@ def _grade(root, args, students=None):
     return results
 
 
+def _report(root):
+    """Write the class report (grading/analytics.py) and print its path; a failure only warns."""
+    from grading.analytics import write_report
+    try:
+        path = write_report(root, ASSIGNMENT)
+    except Exception as e:  # noqa: BLE001 (the grades are safe in the gradebook either way)
+        print(f"班级报告没有生成 (class report failed): {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    print(f"班级报告 (class report): {path}")
+    return path
+
+
+def _export_lms(root, roster, canvas_column=None, moodle_item=None, moodle_id="email"):
+    """Write the Canvas and Moodle CSVs (grading/lms.py); print their paths or the roster problem."""
+    from grading.lms import RosterError, export_lms
+    try:
+        paths, pending = export_lms(root, roster, assignment=ASSIGNMENT, canvas_column=canvas_column,
+                                    moodle_item=moodle_item, moodle_id=moodle_id)
+    except RosterError as e:
+        print(f"LMS 成绩文件没有写出 (LMS grade files not written): {e}", file=sys.stderr)
+        return False
+    for path in paths:
+        print(f"LMS 成绩文件 (grade file for the LMS): {path}")
+    if pending:
+        print(f"注意 (note): {len(pending)} 名学生的人工评分尚未完成，按 0 分计入 "
+              f"(manual grading not done, counted as 0): {' '.join(pending)}")
+    return True
+
+
 def cmd_demo(root, args):
     from grading.fill import fill_class
     _sandbox(False, demo=True)
@@ -87,12 +118,19 @@ def cmd_demo(root, args):
     _nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
     _nbgrader(root, "export")
     print(f"feedback/: {root / 'feedback'}\ngrades.csv: {root / 'grades.csv'}")
-    return 0
+    roster = root / "samples" / "roster.csv"
+    if roster.is_file():
+        _export_lms(root, roster)
+    _say("班级报告 (class report)")
+    return 0 if _report(root) else 1
 
 
 def cmd_grade(root, args):
     _sandbox(args.allow_unsandboxed)
-    return 0 if _grade(root, args, args.students) is not None else 2
+    if _grade(root, args, args.students) is None:
+        return 2
+    _report(root)
+    return 0
 
 
 def cmd_feedback(root, args):
@@ -101,6 +139,15 @@ def cmd_feedback(root, args):
 
 def cmd_export(root, args):
     return 0 if _nbgrader(root, "export") else 1
+
+
+def cmd_report(root, args):
+    return 0 if _report(root) else 1
+
+
+def cmd_export_lms(root, args):
+    ok = _export_lms(root, args.roster, args.canvas_assignment, args.moodle_item, args.moodle_id)
+    return 0 if ok else 1
 
 
 def main(argv=None):
@@ -120,9 +167,19 @@ def main(argv=None):
             p.add_argument("students", nargs="*", help="student ids (default: everyone under submitted/)")
     sub.add_parser("feedback")
     sub.add_parser("export")
+    sub.add_parser("report")
+    p = sub.add_parser("export-lms", help="Canvas and Moodle grade import files")
+    p.add_argument("--roster", type=Path, required=True,
+                   help="CSV: student_id,name,canvas_id,sis_user_id,sis_login_id,section,email,username,idnumber")
+    p.add_argument("--canvas-assignment", default=None,
+                   help='Canvas column, e.g. "channels (12345)" with the Canvas assignment id (default: channels)')
+    p.add_argument("--moodle-item", default=None, help="Moodle grade item name (default: channels)")
+    p.add_argument("--moodle-id", default="email", choices=["email", "username", "idnumber"],
+                   help="how Moodle identifies the student (default: email)")
     args = parser.parse_args(argv)
     root = args.course.resolve()
-    command = {"demo": cmd_demo, "grade": cmd_grade, "feedback": cmd_feedback, "export": cmd_export}
+    command = {"demo": cmd_demo, "grade": cmd_grade, "feedback": cmd_feedback, "export": cmd_export,
+               "report": cmd_report, "export-lms": cmd_export_lms}
     return command[args.command](root, args)
 
 
