@@ -5,6 +5,7 @@
     grade     autograde everything under submitted/ (-j N workers, --regrade, STUDENT...)
     feedback  nbgrader generate_feedback for every graded submission
     export    nbgrader export → grades.csv
+    run-one   grade one student in this process and print the result (STUDENT; for debugging)
     report    the class report: .grading/report/index.html (distribution, failure reasons, attention)
     export-lms  Canvas and Moodle grade files beside grades.csv (--roster ROSTER.csv)
 """
@@ -44,7 +45,7 @@ def _sandbox(allow_unsandboxed, demo=False):
 
 def _nbgrader(root, *args):
     """Run an nbgrader command, print its one-line outcome; return True on success."""
-    from grading.batch import run_nbgrader
+    from grading.course import run_nbgrader
     try:
         run_nbgrader(root, *args)
     except RuntimeError as e:
@@ -133,6 +134,20 @@ def cmd_grade(root, args):
     return 0
 
 
+def cmd_run_one(root, args):
+    import json
+    from grading.batch import SandboxUnavailable, run_one
+    _sandbox(args.allow_unsandboxed)
+    try:
+        result = run_one(root, args.student)
+    except SandboxUnavailable as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+    print(f"{result.student}: {result.total:g}/{result.max_total:g}", file=sys.stderr)
+    return 0
+
+
 def cmd_feedback(root, args):
     return 0 if _nbgrader(root, "generate_feedback", ASSIGNMENT, "--force") else 1
 
@@ -165,6 +180,9 @@ def main(argv=None):
             p.add_argument("--allow-unsandboxed", action="store_true",
                            help="run student code without the sandbox (trusted submissions only)")
             p.add_argument("students", nargs="*", help="student ids (default: everyone under submitted/)")
+    p = sub.add_parser("run-one")
+    p.add_argument("student")
+    p.add_argument("--allow-unsandboxed", action="store_true", help="run student code without the sandbox")
     sub.add_parser("feedback")
     sub.add_parser("export")
     sub.add_parser("report")
@@ -179,7 +197,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = args.course.resolve()
     command = {"demo": cmd_demo, "grade": cmd_grade, "feedback": cmd_feedback, "export": cmd_export,
-               "report": cmd_report, "export-lms": cmd_export_lms}
+               "report": cmd_report, "export-lms": cmd_export_lms, "run-one": cmd_run_one}
     return command[args.command](root, args)
 
 
