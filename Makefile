@@ -9,7 +9,7 @@ PY        := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 JOBS      ?=
 
-.PHONY: setup system release demo grade feedback report test slides lab bench clean help
+.PHONY: setup system release demo grade feedback report test slides lab bench gpu-check clean help
 help:
 	@echo "make demo    the instructor's loop on the bundled sample class"
 	@echo "make test    the whole test suite (installs browser, fonts, bubblewrap when root)"
@@ -19,6 +19,7 @@ help:
 	@echo "make report  the class report .grading/report/index.html (distribution, failure reasons)"
 	@echo "make lab     JupyterLab with nbgrader and RISE on http://127.0.0.1:8888"
 	@echo "make bench   grading and operator benchmarks (prints ratios)"
+	@echo "make gpu-check  on a GPU machine: grading really uses the GPU (DRY=1: on the CPU)"
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt scripts/setup-venv
@@ -56,6 +57,10 @@ test: setup node_modules/.done system
 
 bench: setup
 	$(PY) -m grading.bench
+
+# No `setup`: a GPU machine may only have Python 3.12 and its own torch (see scripts/gpu-check).
+gpu-check:
+	scripts/gpu-check $(if $(DRY),--dry-run) $(if $(WHEELS),--wheels $(WHEELS))
 
 lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)

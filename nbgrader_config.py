@@ -40,6 +40,8 @@ def configure_grading(c):
 
     os.environ[sandbox.COURSE_ENV] = HERE  # whose source/<assignment>/checks.py the jail gets
     os.environ.setdefault(sandbox.GPU_ENV, "1" if USE_GPU else "0")  # USE_GPU above
+    if not sandbox.gpu_enabled():  # then the verifier, outside the jail, stays on the CPU too
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     if sys.argv[1:2] == ["autograde"]:  # `nbgrader autograde ...`: refuse up front, not per notebook
         sandbox.refuse_unless_sandboxed()
     sandbox.ensure_kernelspec()

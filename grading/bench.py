@@ -7,7 +7,12 @@ yardstick measured in the same run:
   (no grader can check a torch notebook faster than torch imports). The goal: a batch of 8
   reference submissions costs at most 1.5x the import floor per submission (aim: 1.0x).
 - the operators of the assignment are compared to a plain matrix product with the same
-  number of floating-point operations, the machine's practical ceiling.
+  number of floating-point operations, the machine's practical ceiling. They are timed by
+  the wall clock (the best of a few runs, after a warm-up; on a GPU between two
+  torch.cuda.synchronize()), with as many threads as torch uses here, which is printed:
+  the CPU time of the calling thread would miss the work of F.conv2d's and matmul's other
+  threads. With a GPU (torch.cuda.is_available()) F.conv2d, the reference fast answer and
+  matmul are timed on it too.
 
 The operators are the reference solutions of source/<assignment>/<assignment>.ipynb (its
 solution cells are executed here), so the bench follows the assignment as it changes.
@@ -15,6 +20,7 @@ GFLOP/s count a multiply and an add as two operations.
 
     python -m grading.bench            # the full run, a few minutes
     python -m grading.bench --quick    # smaller sizes and batches: a smoke test
+    python -m grading.bench --operators-only [--quick]   # only the operators (scripts/gpu-check)
 """
 import argparse
 import os
@@ -85,12 +91,40 @@ def import_floor(repeats):
 
 # --- operators ----------------------------------------------------------------------
 
-def operator_rows(fns, quick):
+def wall_time(fn, args, repeats=5, device="cpu", budget=0.25):
+    """The shortest wall-clock time of fn(*args), in seconds, after one warm-up: `repeats`
+    calls, and more (up to 100) while they take less than `budget` seconds in all, so that
+    a fast operator is not judged by a call that lost its core to another process.
+
+    On a GPU, kernels run asynchronously: the device is synchronised before the clock starts
+    and before it stops, so the time is the computation's, not the launch's.
+    """
+    import torch
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    fn(*args)
+    sync()
+    times = []
+    while len(times) < repeats or (sum(times) < budget and len(times) < 100):
+        sync()
+        start = time.perf_counter()
+        fn(*args)
+        sync()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def operator_devices():
+    """The devices the operators are timed on: the CPU, and the GPU when there is one."""
+    import torch
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def operator_rows(fns, quick, devices=None):
     """(name, device, layer, seconds, GFLOP/s) for each way to compute the deck's layer."""
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, str(ROOT / "source" / ASSIGNMENT))
-    from checks import best_time, loop_corr2d_multi_in_out
+    from checks import loop_corr2d_multi_in_out
 
     full = LAYER if not quick else dict(c_i=32, c_o=32, k=5, m=32)
     # The Python loops would take minutes on the full layer: they run on a smaller one and
@@ -110,28 +144,48 @@ def operator_rows(fns, quick):
                 torch.randn(c_i * k * k, m * m, generator=g).to(device))
 
     def row(name, fn, layer, device, repeats, inputs=layer_inputs):
-        seconds = best_time(fn, inputs(**layer, device=device), repeats)
+        seconds = wall_time(fn, inputs(**layer, device=device), repeats, device)
         flop = 2 * fns["conv_flops"](layer["c_i"], layer["c_o"], layer["k"], layer["k"], layer["m"], layer["m"])
         size = f"{layer['c_i']}x{layer['c_o']}x{layer['k']}x{layer['k']} m={layer['m']}"
         return name, device, size, seconds, flop / seconds / 1e9
 
     repeats = 5 if not quick else 2
     rows = []
-    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+    for device in devices or operator_devices():
         rows += [
             row("matmul, same FLOPs (ceiling)", torch.matmul, full, device, repeats, matmul_inputs),
             row("F.conv2d", lambda X, K: F.conv2d(X[None], K)[0], full, device, repeats),
             row("corr2d_multi_in_out_fast (solution)", fns["corr2d_multi_in_out_fast"], full, device, repeats),
-            row("loop over output pixels (checks.py)", loop_corr2d_multi_in_out, per_pixel, device, 1),
         ]
         if device == "cpu":  # on a GPU these tiny per-pixel steps would only measure kernel launches
-            rows.append(row("loops per channel pair (solution)", fns["corr2d_multi_in_out"], per_pair, device, 1))
+            rows += [row("loop over output pixels (checks.py)", loop_corr2d_multi_in_out, per_pixel, device, 1),
+                     row("loops per channel pair (solution)", fns["corr2d_multi_in_out"], per_pair, device, 1)]
     return rows
 
 
+def threads_line():
+    """How many threads the CPU rows ran with (the GFLOP/s of matmul and F.conv2d scale with it)."""
+    import torch
+    omp = os.environ.get("OMP_NUM_THREADS")
+    return (f"threads: torch.get_num_threads() = {torch.get_num_threads()} on {os.cpu_count()} CPU cores"
+            + (f" (OMP_NUM_THREADS={omp})" if omp else ""))
+
+
+def gpu_line():
+    import torch
+    if not torch.cuda.is_available():
+        return "GPU: none (torch.cuda.is_available() is False): CPU rows only"
+    return (f"GPU: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda}; "
+            f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN {torch.backends.cudnn.allow_tf32}: "
+            "float32 as graded, checks.py turns TF32 off)")
+
+
 def print_operators(rows):
-    print("operators: GFLOP/s on the layer c_i x c_o x k x k with an m x m output (the deck's: 100x100x5x5 m=64;"
-          " the loops on a smaller one), and as a fraction of a matmul of the same FLOPs")
+    print("operators: wall-clock GFLOP/s (best of a few runs; GPU synchronised) on the layer c_i x c_o x k x k"
+          " with an m x m output (the deck's: 100x100x5x5 m=64; the loops on a smaller one), and as a fraction"
+          " of a matmul of the same FLOPs on the same device")
+    print(f"  {threads_line()}")
+    print(f"  {gpu_line()}")
     ceiling = {device: gflops for name, device, _, _, gflops in rows if name.startswith("matmul")}
     for name, device, what, seconds, gflops in rows:
         print(f"  {name:37s} {device:4s} {what:17s} {seconds * 1e3:9.2f} ms {gflops:9.3f} GFLOP/s "
@@ -200,8 +254,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes and batches (a smoke test, ~1 min)")
     parser.add_argument("-n", type=int, default=None, help="submissions per grading batch (default 8, quick 2)")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel grading jobs (default: grade's)")
+    parser.add_argument("--operators-only", action="store_true", help="only time the operators (no grading)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows while `make bench` runs
+    if args.operators_only:
+        print_operators(operator_rows(reference_functions(source_notebook()), args.quick))
+        return 0
     # nbgrader shells out to `alembic`: the venv's bin must be on PATH, as `make` puts it.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     n = args.n or (2 if args.quick else 8)

@@ -102,9 +102,12 @@ def _probe():
         return False, f"bubblewrap could not be started: {e}"
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        if gpu_policy():  # the GPU's binds broke the jail: grade on the CPU instead, and say so
+            _gpu_off(f"bubblewrap could not pass the GPU through ({detail})")
+            return _probe()
         return False, f"bubblewrap does not work here ({detail}); are user namespaces disabled?"
     how = "as a fresh unprivileged uid" if _as_root() else "in a user namespace"
-    return True, f"bubblewrap {how}, no network, read-only system, rlimits"
+    return True, f"bubblewrap {how}, no network, read-only system, rlimits; {gpu_summary()}"
 
 
 def unsandboxed_allowed():
@@ -142,7 +145,7 @@ def _as_root():
 # --- The one policy ---------------------------------------------------------------------------
 
 def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=(), data_binds=(), env=None,
-                 uid=None):
+                 uid=None, gpu="auto"):
     """The argv that runs `cmd` jailed: prlimit, bwrap, and (as root) setpriv to a fresh uid.
 
     workdir      the directory `cmd` starts in, inside the sandbox (a fresh small tmpfs)
@@ -153,13 +156,16 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
                  (the caller passes these fds to the child, e.g. Popen(pass_fds=...))
     env          extra environment variables; everything else is cleared
     uid          as root: the uid to run as (default: `fresh_uid()`)
+    gpu          a `GpuPolicy` to pass the GPU through, None for none; "auto": `gpu_policy()`
+                 (this machine's NVIDIA GPU unless the instructor turned it off)
     """
+    gpu = gpu_policy() if isinstance(gpu, str) else gpu  # "auto"
     root = _as_root()
     if root:
         uid = uid or fresh_uid()
-        limits = dict(LIMITS, nproc=EXTRA_TASKS)
+        limits = dict(process_limits(gpu), nproc=EXTRA_TASKS)
     else:
-        limits = dict(LIMITS, nproc=_tasks_of(os.getuid()) + EXTRA_TASKS)
+        limits = dict(process_limits(gpu), nproc=_tasks_of(os.getuid()) + EXTRA_TASKS)
     argv = ["prlimit", *(f"--{k}={v}" for k, v in limits.items()), "--", "bwrap"]
     argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session", "--hostname", "sandbox"]
@@ -183,6 +189,9 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
         # One thread each: graders run in parallel, and timing checks want a quiet core.
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
     }
+    if gpu:  # the GPU's environment replaces CUDA_VISIBLE_DEVICES="" (see gpu_policy)
+        base_env.pop("CUDA_VISIBLE_DEVICES")
+        base_env.update(gpu.env)
     argv.append("--clearenv")
     for key, value in {**base_env, **(env or {})}.items():
         argv += ["--setenv", key, str(value)]
@@ -190,8 +199,9 @@ def sandbox_argv(cmd, *, workdir=None, helper_files=(), ro_binds=(), rw_binds=()
     made = {"/", "/tmp", "/usr", "/proc", "/dev"}
     argv += _system_binds(made)
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += gpu_argv(gpu, made)  # nothing without a GPU
     argv += ["--perms", "1777", *_if_supported("--size", SCRATCH_SIZE["/tmp"]), "--tmpfs", "/tmp"]
-    binds = [(src, dest, "--ro-bind") for src, dest in [*_python_binds(), *ro_binds]]
+    binds = [(src, dest, "--ro-bind") for src, dest in [*_python_binds(), *ro_binds, *(gpu.ro_binds if gpu else ())]]
     binds += [(path, path, "--bind") for path in rw_binds]
     for src, dest, how in sorted(binds, key=lambda b: b[1].count("/")):
         argv += _parents(dest, made) + [how, src, dest]
@@ -285,6 +295,226 @@ def _tasks_of(uid):
     return total
 
 
+# --- The GPU: passed through when the grading machine has one -----------------------------------
+#
+# Without a GPU (or with USE_GPU = False in nbgrader_config.py) nothing here changes the
+# jail: CUDA_VISIBLE_DEVICES="", a fresh /dev without NVIDIA nodes, RLIMIT_AS. With one,
+# the jail also gets, and nothing more:
+# - the NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia<N>, /dev/nvidia-uvm[-tools],
+#   /dev/nvidia-caps/* for MIG), bound into its otherwise fresh /dev: no other device;
+# - /proc/driver/nvidia, read-only; the driver's libraries (libcuda.so.1, ...) read-only
+#   where they do not already lie under the bound /usr or /lib (LD_LIBRARY_PATH then
+#   points there, inside);
+# - the grader's CUDA_VISIBLE_DEVICES, if it has one;
+# - RLIMIT_DATA instead of RLIMIT_AS: CUDA reserves far more address space than 6 GiB
+#   when it starts, so RLIMIT_AS would break it. RLIMIT_DATA bounds the private writable
+#   memory (malloc, every CPU tensor) by the same 6 GiB; shared mappings (mmap of
+#   /dev/nvidia*, but also an anonymous MAP_SHARED mapping) are not counted;
+# - a bound on GPU memory per process: PyTorch's caching allocator refuses allocations
+#   beyond a fraction of the GPU (PYTORCH_CUDA_ALLOC_CONF per_process_memory_fraction),
+#   by default 0.9 / CPU cores, since parallel grading runs one grader per core. It bounds
+#   honest and careless code; a student's code could raise its own fraction (it cannot
+#   reach other jails' memory, the driver keeps processes apart);
+# - PYTORCH_NVML_BASED_CUDA_CHECK=1: torch.cuda.is_available() asks NVML where it can
+#   (CUDA itself where NVML is missing), so that such a check does not start CUDA in a
+#   process that forks later (grading/zygote.py checks that its process never does).
+# Still no network, no other file of the machine and the same uid, namespaces and limits.
+
+#: The instructor's switch (nbgrader_config.py sets it from USE_GPU): "0" keeps grading on the CPU.
+GPU_ENV = "CHANNELS_USE_GPU"
+#: Optional: the fraction of the GPU's memory one jailed process may allocate.
+GPU_MEMORY_ENV = "CHANNELS_GPU_MEMORY_FRACTION"
+_NVIDIA_NODE = re.compile(r"^nvidia(ctl|\d+|-uvm|-uvm-tools)$")
+#: The driver's user-space library CUDA needs; the driver's other libraries lie beside it.
+DRIVER_LIBRARY = "libcuda.so.1"
+#: Where drivers put their libraries when ld.so's cache does not know them (containers, WSL).
+DRIVER_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/nvidia/lib64",
+               "/usr/local/nvidia/lib", "/usr/lib/wsl/lib", "/run/nvidia/driver/usr/lib/x86_64-linux-gnu")
+#: What the jail already sees of the machine (see _system_binds): no bind needed below these.
+_SYSTEM_TOPS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+class GpuPolicy:
+    """What a jail gets of the GPU: `nodes` [(host path, path inside)] bound as devices,
+    `proc` [(host path, path inside)] bound read-only over the jail's /proc, `ro_binds` [(host, inside)] of
+    driver libraries, `env` for the jailed process, `summary` for people."""
+
+    def __init__(self, nodes, proc, ro_binds, env, summary):
+        self.nodes, self.proc, self.ro_binds, self.env, self.summary = nodes, proc, ro_binds, env, summary
+
+    def __repr__(self):
+        return f"GpuPolicy({self.summary})"
+
+
+_GPU = {}       # setting -> this machine's policy
+_GPU_OFF = None  # why the GPU was turned off in this process
+
+
+def gpu_enabled(environ=None):
+    """The instructor's setting: True unless CHANNELS_USE_GPU is 0/false/no/off."""
+    value = (os.environ if environ is None else environ).get(GPU_ENV, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def gpu_policy(dev_root="/dev", proc_root="/proc", ldconfig=None, environ=None, driver_dirs=DRIVER_DIRS,
+               cpu_count=None):
+    """This machine's NVIDIA GPU as a `GpuPolicy`, or None: no device nodes, no driver, or turned off.
+
+    Called without arguments it looks at the real machine once per process. The arguments
+    let tests describe another machine: `dev_root` and `proc_root` stand for /dev and
+    /proc, `ldconfig` for the output of `ldconfig -p`, `environ` for os.environ.
+    """
+    real = (dev_root, proc_root, ldconfig, environ, driver_dirs, cpu_count) == \
+        ("/dev", "/proc", None, None, DRIVER_DIRS, None)
+    environ = os.environ if environ is None else environ
+    enabled = gpu_enabled(environ)
+    if real and enabled in _GPU:  # per setting: nbgrader_config.py may set it after a first look
+        return _GPU[enabled]
+    policy = None
+    if enabled and not (real and _GPU_OFF):
+        nodes = nvidia_device_nodes(dev_root)
+        if any(_NVIDIA_NODE.match(os.path.basename(inside)) and inside[-1].isdigit() for _, inside in nodes):
+            library = driver_library(ldconfig, environ, driver_dirs)
+            if library:
+                policy = _policy(nodes, library, dev_root, proc_root, ldconfig, environ, cpu_count)
+    if real:
+        _GPU[enabled] = policy
+    return policy
+
+
+def _policy(nodes, library, dev_root, proc_root, ldconfig, environ, cpu_count):
+    proc = [(os.path.join(proc_root, rel), f"/proc/{rel}") for rel in ("driver/nvidia",)
+            if os.path.isdir(os.path.join(proc_root, rel))]
+    folder = os.path.dirname(library)
+    ro_binds, env = [], {"PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+    real_folder = os.path.dirname(os.path.realpath(library))
+    for path in sorted({folder, real_folder}):
+        if not any(path == top or path.startswith(top + "/") for top in _SYSTEM_TOPS):
+            ro_binds.append((path, path))
+    if library not in _ldconfig_paths(ldconfig).get(DRIVER_LIBRARY, []):
+        env["LD_LIBRARY_PATH"] = folder  # ld.so's cache (bound into the jail) does not know it
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    fraction = gpu_memory_fraction(environ, cpu_count)
+    env["PYTORCH_CUDA_ALLOC_CONF"] = f"per_process_memory_fraction:{fraction:.4f}"
+    gpus = [inside for _, inside in nodes if inside[len("/dev/nvidia"):].isdigit()]
+    summary = (f"GPU passed through ({', '.join(gpus)}; driver {folder}; "
+               f"at most {fraction:.1%} of its memory per process; RLIMIT_DATA instead of RLIMIT_AS)")
+    return GpuPolicy(nodes, proc, ro_binds, env, summary)
+
+
+def gpu_memory_fraction(environ=None, cpu_count=None):
+    """The fraction of the GPU's memory one jailed process may allocate (0.9 / CPU cores by default)."""
+    environ = os.environ if environ is None else environ
+    try:
+        value = float(environ.get(GPU_MEMORY_ENV, ""))
+    except ValueError:
+        value = 0.9 / max(1, cpu_count or os.cpu_count() or 1)
+    return min(1.0, max(0.001, value))
+
+
+def nvidia_device_nodes(dev_root="/dev"):
+    """[(host path, path inside)]: the NVIDIA device nodes under `dev_root` CUDA needs."""
+    nodes = []
+    try:
+        names = sorted(os.listdir(dev_root))
+    except OSError:
+        return []
+    for name in names:
+        path = os.path.join(dev_root, name)
+        if _NVIDIA_NODE.match(name) and os.path.exists(path) and not os.path.isdir(path):
+            nodes.append((path, f"/dev/{name}"))
+    caps = os.path.join(dev_root, "nvidia-caps")  # MIG: the capabilities of GPU and compute instances
+    if os.path.isdir(caps) and not os.path.islink(caps):
+        for name in sorted(os.listdir(caps)):
+            path = os.path.join(caps, name)
+            if re.match(r"^nvidia-cap\d+$", name) and not os.path.isdir(path):
+                nodes.append((path, f"/dev/nvidia-caps/{name}"))
+    return nodes
+
+
+def _ldconfig_paths(text=None):
+    """{library name: [paths]} from `ldconfig -p` (or the given text of it)."""
+    if text is None:
+        text = ""
+        for tool in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
+            try:
+                text = subprocess.run([tool, "-p"], capture_output=True, text=True, timeout=10).stdout
+                break
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+    found = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)\s*$", line)
+        if m and ("64" in m.group(2)) == (sys.maxsize > 2**32):  # (libc6,x86-64), (libc6,AArch64)
+            found.setdefault(m.group(1), []).append(m.group(3))
+    return found
+
+
+def driver_library(ldconfig=None, environ=None, driver_dirs=DRIVER_DIRS):
+    """The path of the driver's libcuda.so.1: from ld.so's cache, LD_LIBRARY_PATH or the usual places."""
+    environ = os.environ if environ is None else environ
+    for path in _ldconfig_paths(ldconfig).get(DRIVER_LIBRARY, []):
+        if os.path.exists(path):
+            return path
+    folders = [d for d in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d] + list(driver_dirs)
+    for folder in folders:
+        path = os.path.join(folder, DRIVER_LIBRARY)
+        if os.path.isabs(path) and os.path.exists(path):
+            return path
+    return None
+
+
+def gpu_argv(gpu, made):
+    """The bwrap arguments that pass `gpu`'s devices through (after --proc and --dev); [] for None.
+    (Its driver folders are bound with the other read-only binds, after /tmp's tmpfs.)"""
+    if not gpu:
+        return []
+    argv = []
+    for src, dest in gpu.nodes:
+        argv += _parents(dest, made) + ["--dev-bind", src, dest]
+    for src, dest in gpu.proc:  # inside the fresh /proc: its parents exist there already
+        made.add(dest)
+        argv += ["--ro-bind", src, dest]
+    return argv
+
+
+def process_limits(gpu=None):
+    """The rlimits of a jailed process: LIMITS, with RLIMIT_DATA for RLIMIT_AS when the GPU is passed."""
+    limits = dict(LIMITS)
+    if gpu:
+        limits["data"] = limits.pop("as")
+    return limits
+
+
+def gpu_summary():
+    """One line for people: is the GPU passed through, and if not, why not."""
+    gpu = gpu_policy()
+    if gpu:
+        return gpu.summary
+    if _GPU_OFF:
+        return f"GPU not used: {_GPU_OFF}"
+    if not gpu_enabled():
+        return f"GPU not used: turned off ({GPU_ENV}=0, USE_GPU = False in nbgrader_config.py)"
+    if not nvidia_device_nodes():
+        return "no GPU (no /dev/nvidia* device nodes): CPU only"
+    return f"no GPU driver ({DRIVER_LIBRARY} not found): CPU only"
+
+
+def _gpu_off(reason):
+    """Grade on the CPU from now on in this process (the GPU's binds could not be made).
+
+    The verifier, outside the jail, then stays on the CPU too (in this process's workers,
+    which start after this and read CUDA_VISIBLE_DEVICES when CUDA starts).
+    """
+    global _GPU_OFF
+    _GPU.clear()
+    _GPU_OFF = reason
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    print(f"[{KERNEL_NAME}] WARNING: {reason}; grading on the CPU", file=sys.stderr, flush=True)
+
+
 def helper_files(course_root, assignment):
     """[(path, name)]: the instructor's non-notebook files of source/<assignment>/ (checks.py).
 
@@ -308,8 +538,8 @@ def apply_limits():
     """Set LIMITS on this process (the unsandboxed fallback; prlimit does it otherwise)."""
     import resource
     names = {"as": "RLIMIT_AS", "cpu": "RLIMIT_CPU", "fsize": "RLIMIT_FSIZE", "nofile": "RLIMIT_NOFILE",
-             "core": "RLIMIT_CORE"}
-    for key, value in LIMITS.items():
+             "core": "RLIMIT_CORE", "data": "RLIMIT_DATA"}
+    for key, value in process_limits(gpu_policy()).items():
         which = getattr(resource, names[key], None)
         if which is not None:
             try:
