@@ -9,7 +9,7 @@ PY        := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 JOBS      ?=
 
-.PHONY: setup system release demo grade feedback report test slides lab bench gpu-check clean help
+.PHONY: setup system release demo grade feedback report test slides lab bench gpu-check clean help hub hub-stop hub-logins
 help:
 	@echo "make demo    the instructor's loop on the bundled sample class"
 	@echo "make test    the whole test suite (installs browser, fonts, bubblewrap when root)"
@@ -19,6 +19,8 @@ help:
 	@echo "make report  the class report .grading/report/index.html (distribution, failure reasons)"
 	@echo "make lab     JupyterLab with nbgrader and RISE on http://127.0.0.1:8888"
 	@echo "make bench   grading and operator benchmarks (prints ratios)"
+	@echo "make hub     the class server: JupyterHub on 127.0.0.1, the roster's accounts (as root; docs/hub.md)"
+	@echo "make hub-stop  stop the class server (nothing is lost)"
 	@echo "make gpu-check  on a GPU machine: grading really uses the GPU (DRY=1: on the CPU)"
 
 setup: $(VENV)/.done
@@ -64,6 +66,17 @@ gpu-check:
 
 lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The class server (docs/hub.md): JupyterHub on loopback, real accounts from hub/roster.csv,
+# the exchange and the formgrader. HUB_PORT=8000 by default; see hub/hubctl.py for the rest.
+hub: setup node_modules/.done system
+	$(PY) hub/hubctl.py start
+
+hub-stop:
+	$(PY) hub/hubctl.py stop
+
+hub-logins:
+	$(PY) hub/hubctl.py logins
 
 clean:
 	rm -rf submitted autograded/*/ feedback gradebook.db grades.csv grades-canvas.csv grades-moodle.csv .grading course/build test-artifacts
