@@ -25,10 +25,10 @@ def _say(text):
 
 def _sandbox(allow_unsandboxed, demo=False):
     """Prepare the sandboxed kernel, or allow grading without it (flag or demo); False to refuse."""
-    from grading.sandbox import install_kernelspec, sandbox_status
+    from grading.sandbox import ensure_kernelspec, sandbox_status
     ok, reason = sandbox_status()
     if ok:
-        install_kernelspec()
+        ensure_kernelspec()  # the venv, or the user's Jupyter folder when the venv is read-only
         print("沙箱可用 (sandbox ok): 学生代码在 bubblewrap 中运行")
         return True
     if demo:

@@ -281,8 +281,11 @@ class Child:
         if self.dead:
             raise VerifierError(self.dead)
         blobs = []
+        inputs = tensor_inputs(args, kwargs, torch)
         request = {"op": "call", "name": name, "timeout": CALL_TIMEOUT,
-                   "args": encode(tuple(args), blobs, torch), "kwargs": encode(dict(kwargs), blobs, torch)}
+                   "args": encode(tuple(args), blobs, torch), "kwargs": encode(dict(kwargs), blobs, torch),
+                   # the child computes there too when it can (a GPU passed into the jail)
+                   "device": str(inputs[0].device) if inputs else "cpu"}
         # The child's own alarm (CALL_TIMEOUT) interrupts a slow call and keeps the child;
         # this deadline, a little later, is for a child that does not answer even then.
         return self._exchange(request, blobs, CALL_TIMEOUT + GRACE, f"调用 {name} 时")
@@ -417,7 +420,11 @@ class Proxy:
         # A layer comes back as data and is checked as such: its recipe (the layer's own
         # initialisation included) only matters for what it does to the arguments.
         limit = None if layer else MAX_CONSTANT_ELEMENTS
-        replay = Replay(trace, blobs, inputs, device, torch, deadline, constants_limit=limit)
+        # Devices in the recipe are the child's: kept as recorded when the child computed on
+        # the test's device, else (a child without the GPU) everything is where the inputs are.
+        same_device = reply.get("device") == str(device)
+        replay = Replay(trace, blobs, inputs, device, torch, deadline, constants_limit=limit,
+                        keep_devices=same_device)
         replay.run()
         if layer:
             from torch.utils._python_dispatch import _disable_current_modes
@@ -430,8 +437,10 @@ class Proxy:
 class Replay:
     """Run a recipe of aten operations from the child on trusted tensors, with limits."""
 
-    def __init__(self, trace, blobs, inputs, device, torch, deadline=None, constants_limit=MAX_CONSTANT_ELEMENTS):
+    def __init__(self, trace, blobs, inputs, device, torch, deadline=None, constants_limit=MAX_CONSTANT_ELEMENTS,
+                 keep_devices=False):
         self.torch, self.device, self.blobs, self.deadline = torch, device, blobs, deadline
+        self.keep_devices = keep_devices
         self.constants_limit = constants_limit
         nodes, constants = trace.get("nodes"), trace.get("constants")
         if not (isinstance(nodes, list) and isinstance(constants, list) and trace.get("inputs") == len(inputs)):
@@ -516,13 +525,23 @@ class Replay:
         if kind == "complex":
             return complex(float(obj.get("re", 0.0)), float(obj.get("im", 0.0)))
         if kind == "device":
-            return self.device  # the child computes on the CPU; here, where the arguments live
+            return self._device(obj.get("name"))
         if kind in ("dtype", "layout", "memory_format"):
             value = getattr(torch, str(obj.get("name")), None)
             if not isinstance(value, getattr(torch, kind)):
                 raise ProtocolError(f"unknown {kind} {obj.get('name')!r}")
             return value
         raise ProtocolError(f"unknown argument type {kind!r}")
+
+    def _device(self, name):
+        """A device of the recipe: the CPU or the inputs' device, nothing else."""
+        if not self.keep_devices:
+            return self.device  # the child computed on the CPU; here, where the arguments live
+        if name == "cpu":
+            return self.torch.device("cpu")
+        if name == str(self.device):
+            return self.device
+        raise ProtocolError(f"device {str(name)[:40]!r} is neither the CPU nor the inputs' device")
 
     def _constant(self, obj):
         torch = self.torch
@@ -542,7 +561,7 @@ class Replay:
                 raise ConstantResult(
                     f"用到了 {self.constant_elements} 个不是由参数算出来的数（常量、numpy 或 Python 列表）："
                     "独立校验只认张量运算 (tensor operations) 的结果")
-            value = value.to(self.device)
+            value = value.to(self._device(obj.get("device", "cpu")))
         self._store(obj.get("v"), value)
         return value
 

@@ -260,6 +260,8 @@ def serve(read_fd, write_fd):
     trace_class = _tracer_class(torch)
     with trace_class([]):  # the first use of a dispatch mode imports a little: not in a timed call
         torch.zeros(1) + 1
+    if torch.cuda.is_available():  # CUDA starts threads of its own: before the guard forbids them
+        torch.zeros(1, device="cuda")
     guard = _guard()
     hits = guard.block_convolutions(torch)
     # No thread and no process from here on: every operation of the student's code runs
@@ -356,7 +358,7 @@ def _tracer_class(torch):
                     return {"t": "ref", "v": self.numbers[id(value)]}
                 self.constants.append(encode(value, self.blobs, torch))
                 number = self._number(value)
-                return {"t": "const", "i": len(self.constants) - 1, "v": number}
+                return {"t": "const", "i": len(self.constants) - 1, "v": number, "device": str(value.device)}
             if value is None or isinstance(value, (bool, int, float, str)):
                 return value
             if isinstance(value, (list, tuple)):
@@ -367,7 +369,7 @@ def _tracer_class(torch):
                 if isinstance(value, getattr(torch, kind)):
                     return {"t": kind, "name": str(value).removeprefix("torch.")}
             if isinstance(value, torch.device):
-                return {"t": "device"}
+                return {"t": "device", "name": str(value)}
             raise TypeError(f"无法在独立校验中复现的参数类型 {type(value).__name__}")
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -396,6 +398,26 @@ def _layout(t):
         return None
 
 
+def _device(name, torch):
+    """The device to compute on: the test's GPU when this child has it, else the CPU."""
+    if isinstance(name, str) and name.startswith("cuda") and torch.cuda.is_available():
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            pass
+    return torch.device("cpu")
+
+
+def _to(value, device, torch):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device, torch) for v in value)
+    if isinstance(value, dict):
+        return {k: _to(v, device, torch) for k, v in value.items()}
+    return value
+
+
 def _call(header, blobs, namespace, hits, trace_class, torch):
     name = header["name"]
     fn = namespace.get(name)
@@ -406,6 +428,9 @@ def _call(header, blobs, namespace, hits, trace_class, torch):
         kwargs = decode(header["kwargs"], blobs, torch)
     except ProtocolError as e:
         return {"ok": False, "error": {"type": "ProtocolError", "message": str(e)}}, []
+    device = _device(header.get("device"), torch)
+    if device.type != "cpu":  # compute where the test's tensors are (a GPU passed into the jail)
+        args, kwargs = _to(args, device, torch), _to(kwargs, device, torch)
     del hits[:]
     trace = trace_class(tensor_inputs(args, kwargs, torch))
     seconds = int(header.get("timeout", 60))
@@ -418,7 +443,7 @@ def _call(header, blobs, namespace, hits, trace_class, torch):
         # A layer goes back as data (the verifier runs it itself); everything else as
         # references into the trace.
         encoded = encode(result, out, torch) if isinstance(result, torch.nn.Module) else trace.arg(result)
-        answer = {"ok": True, "result": encoded,
+        answer = {"ok": True, "result": encoded, "device": str(device),
                   "trace": {"nodes": trace.nodes, "constants": trace.constants, "inputs": trace.n_inputs}}
     except BaseException as e:  # noqa: B036
         signal.alarm(0)

@@ -129,7 +129,7 @@ def test_convolution_under_any_name_is_blocked():
     assert passed(verdicts) == ["test_corr2d_multi_in_out_1x1", "test_conv_flops", "test_conv2d_layer"]
     for name in CONVOLUTIONS:
         message = verdicts[f"test_{name}"].message
-        assert message.startswith("ForbiddenOperator") and "卷积算子" in message, message
+        assert verdicts[f"test_{name}"].category == "conv_used" and "卷积算子" in message, message
 
 
 # What the corpus of hostile submissions showed: the child's own reports can be forged,
@@ -349,3 +349,17 @@ def test_replay_refuses_forged_recipes(case):
     constant = encode(torch.zeros(100), blobs, torch)  # more numbers than a function may bring in
     with pytest.raises(error):
         replay([node], constants=[constant], blobs=blobs)
+
+
+def test_replay_keeps_the_childs_devices_only_when_it_computed_on_the_tests_device():
+    """A child with the GPU records cpu/cuda as they were (torch.zeros without device= is on the CPU
+    there too, and fails the device check); a child without it computed everything on the CPU."""
+    import torch
+    empty = {"nodes": [], "constants": [], "inputs": 0}
+    gpu = torch.device("cuda:0")  # a device object only: no GPU needed
+    replay = verify.Replay(empty, [], [], gpu, torch, keep_devices=True)
+    assert replay._device("cpu") == torch.device("cpu") and replay._device("cuda:0") == gpu
+    with pytest.raises(ProtocolError):
+        replay._device("cuda:1")
+    replay.keep_devices = False
+    assert replay._device("cpu") == gpu

@@ -32,7 +32,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 # On a GPU, float32 matmul and cuDNN use TF32 (10-bit mantissa) by default: a correct
-# answer would then miss the float64 reference by ~1e-3. Compare true float32 instead.
+# answer would then miss the float64 reference by ~1e-3. Compare true float32 instead
+# (and every `part` of a test switches TF32 off again while it runs).
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
@@ -82,9 +83,13 @@ class part:
         self.name, self.points, self.label = name, points, label
 
     def __enter__(self):
+        # TF32 off while the part runs, even if the notebook turned it on after `import checks`.
+        self._tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         return self
 
     def __exit__(self, kind, error, tb):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32
         if RECORD is None:
             return False  # your session: the failure is the cell's
         if kind is not None and not issubclass(kind, Exception):

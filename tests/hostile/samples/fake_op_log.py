@@ -3,8 +3,9 @@
 The 1×1 answer loops over output channels (right values, c_o products instead of one). An
 own cell replaces the recorder behind checks.record_ops so that every call seems to run
 exactly ["mm"]. assert_matmul_once then passes inside the kernel. An honest verifier
-must not take its operator list from the student's process: test_corr2d_multi_in_out_1x1
-is lost (15/18), no flag (the kernel's own result never counts).
+must not take its operator list from the student's process: the one-matmul part of
+test_corr2d_multi_in_out_1x1 is lost, its values are right (17.5/18), no flag (the kernel's
+own result never counts).
 """
 # base: ../../../samples/class/ref_reference.py
 

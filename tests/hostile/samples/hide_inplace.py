@@ -2,10 +2,9 @@
 
 The answer is right but ends with `X.zero_()`, destroying the caller's tensor (contract 3).
 An own cell makes torch.equal always True, so "inputs unchanged" checks that compare with
-torch.equal in the student's process see nothing. In the kernel the test still fails (the
-hidden cases compute their reference after the call, from the wiped X). A verifier that sees
-the change itself, not the child's report of it, fails it too: test_corr2d_multi_in_out_1x1
-is lost (15/18), no flag.
+torch.equal in the student's process see nothing. A verifier that sees the change itself,
+not the child's report of it, fails the rules part of test_corr2d_multi_in_out_1x1 (the
+values are right, computed before X was wiped): 17.5/18, no flag.
 """
 # base: ../../../samples/class/ref_reference.py
 

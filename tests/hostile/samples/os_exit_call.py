@@ -1,9 +1,8 @@
 """os_exit_call — the bonus answer kills the process it runs in (os._exit).
 
-Everything else is right. When test_corr2d_multi_in_out_fast calls the function, the
-kernel exits and nbgrader's run of the notebook fails; the verifier checked the other
-tests before, and its child dies on this call too: 16/18 (the bonus lost), status
-"failed", flags kernel_died and autograde_failed.
+Everything else is right. No test cell runs in the kernel, so the kernel never calls it;
+the verifier's child dies on the call, the verifier starts a new child for the next test,
+and the bonus scores 0 with the reason: 16/18, status "graded", no flag.
 """
 # base: ../../../samples/class/ref_reference.py
 
