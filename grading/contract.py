@@ -105,7 +105,8 @@ def parts_of(cell):
     return list(parts.values())
 
 
-def _defined_names(source):
+def defined_names(source):
+    """The names a cell defines at its top level (functions, classes, assignments)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -129,7 +130,7 @@ def contract_from(notebook, name):
         elif meta.get("grade") and is_answer(cell):
             contract.manual[grade_id(cell)] = float(meta["points"])
         if cell.cell_type == "code" and meta.get("solution"):
-            contract.answers += [n for n in _defined_names(cell.source) if n not in contract.answers]
+            contract.answers += [n for n in defined_names(cell.source) if n not in contract.answers]
     return contract
 
 

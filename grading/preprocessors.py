@@ -29,19 +29,9 @@ from traitlets import Unicode
 from grading.categories import label as category_label
 from grading.cells import is_test
 from grading.feedback import HideHiddenTests  # noqa: F401 (one import place for nbgrader_config.py)
-from grading.rebuild import RebuildFromRelease  # noqa: F401
+from grading.rebuild import RebuildFromRelease, coursedir_of  # noqa: F401
 
 GUARD = Path(__file__).with_name("guard.py")
-
-
-def _coursedir(preprocessor):
-    node = preprocessor
-    while node is not None:
-        if getattr(node, "coursedir", None) is not None:
-            return node.coursedir
-        node = getattr(node, "parent", None)
-    from nbgrader.coursedir import CourseDirectory
-    return CourseDirectory(config=preprocessor.config)
 
 
 # --- Execute ------------------------------------------------------------------------------------
@@ -140,7 +130,7 @@ class ApplyVerdicts(NbGraderPreprocessor):
         from grading.contract import load_contract
         from grading.result import Verdict
         info = resources["nbgrader"]
-        root = Path(_coursedir(self).root)
+        root = Path(coursedir_of(self).root)
         contract = load_contract(root, info["assignment"])
         verdicts, why = self._verdicts(nb, root, info)
         for cell in nb.cells:

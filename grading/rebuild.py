@@ -366,6 +366,17 @@ def load_submission(folder, notebook_name):
 
 # --- the nbgrader preprocessor ------------------------------------------------------
 
+def coursedir_of(preprocessor):
+    """The CourseDirectory of the converter running `preprocessor` (or one from its config)."""
+    node = preprocessor
+    while node is not None:
+        if getattr(node, "coursedir", None) is not None:
+            return node.coursedir
+        node = getattr(node, "parent", None)
+    from nbgrader.coursedir import CourseDirectory
+    return CourseDirectory(config=preprocessor.config)
+
+
 class RebuildFromRelease(NbGraderPreprocessor):
     """First sanitize step of `nbgrader autograde`: grade the release cells with the student's answers.
 
@@ -374,18 +385,9 @@ class RebuildFromRelease(NbGraderPreprocessor):
     resources["nbgrader"]["rebuild_notes"].
     """
 
-    def _coursedir(self):
-        node = self
-        while node is not None:
-            if getattr(node, "coursedir", None) is not None:
-                return node.coursedir
-            node = getattr(node, "parent", None)
-        from nbgrader.coursedir import CourseDirectory
-        return CourseDirectory(config=self.config)
-
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
-        coursedir = self._coursedir()
+        coursedir = coursedir_of(self)
         release_dir = coursedir.format_path(coursedir.release_directory, ".", info["assignment"])
         release = nbformat.read(os.path.join(release_dir, info["notebook"] + ".ipynb"), as_version=4)
         nb, notes = rebuild(nb, release)

@@ -49,7 +49,7 @@ from pathlib import Path
 import nbformat
 
 from grading import sandbox
-from grading.contract import ALL_TESTS, parts_of
+from grading.contract import ALL_TESTS, defined_names, parts_of
 from grading.result import PartVerdict, Verdict
 from grading.verify_child import (
     MAX_HEADER, MAX_NODES, ProtocolError, decode, encode, pack, tensor_inputs, unpack_header)
@@ -110,26 +110,12 @@ def plan_from(source_nb):
             continue
         if meta.get("solution"):
             plan.solution_ids.add(gid)
-            plan.answers += [n for n in _defined_names(cell.source) if n not in plan.answers]
+            plan.answers += [n for n in defined_names(cell.source) if n not in plan.answers]
         elif meta.get("grade"):
             plan.tests.append((gid, cell.source, parts_of(cell)))
         elif _only_imports(cell.source):
             plan.imports[gid] = cell.source
     return plan
-
-
-def _defined_names(source):
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    names = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign):
-            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return names
 
 
 def _only_imports(source):

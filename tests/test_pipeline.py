@@ -447,8 +447,13 @@ open("/tmp/trace", "w").write("a")  # scratch space
 open("trace_here", "w").write("a")  # the working directory
 try:
     subprocess.Popen(["sleep", "613"], start_new_session=True)  # would outlive the kernel
-except OSError:
-    pass  # no process may start while graded (grading/guard.py)
+except OSError as e:
+    print("process refused", e.errno)  # no process may start while graded (grading/guard.py)
+try:
+    import torch
+    torch.nn.functional.conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1))
+except RuntimeError as e:
+    print("convolution refused" if "convolution operator blocked" in str(e) else e)
 try:
     os.kill(1, 9)  # the jail's pid 1
 except OSError:
@@ -472,6 +477,22 @@ def test_nothing_of_a_student_reaches_the_next_one(course, graders):
     assert results["a_leaves"].total == 18 and results["a_leaves"].flags == []
     assert results["b_looks"].total == 18 and results["b_looks"].flags == [], results["b_looks"].reasons
     assert results["a_leaves"].warm_jail and results["b_looks"].warm_jail
+    # The kernel itself was locked down before the student's first cell (grading/guard.py).
+    graded = nbformat.read(course / "autograded" / "a_leaves" / ASSIGNMENT / NB, as_version=4)
+    printed = "".join(o.get("text", "") for o in cell(graded, "corr2d").outputs)
+    assert "process refused 1" in printed and "convolution refused" in printed, printed
+
+
+def test_the_fingerprint_changes_with_the_submission_only(course):
+    """The skip cache: a student is graded again when the submission (or the course) changes."""
+    from grading.course import fingerprint
+    put(course, "s", solved(course))
+    first = fingerprint(course, ASSIGNMENT, "s")
+    assert fingerprint(course, ASSIGNMENT, "s") == first
+    put(course, "other", release_nb(course))
+    assert fingerprint(course, ASSIGNMENT, "s") == first  # another student's change is not this one's
+    put(course, "s", solved(course, corr2d=DIES))
+    assert fingerprint(course, ASSIGNMENT, "s") != first
 
 
 # --- the command line ---------------------------------------------------------------------
