@@ -12,7 +12,6 @@ with the reason: grading fails closed, never open.
 import dataclasses
 from dataclasses import dataclass, field
 
-from grading.categories import label as category_label
 
 #: Stable flag codes (reports and tests use them) and what they mean.
 FLAGS = {
@@ -165,16 +164,6 @@ class StudentResult:
             if self.messages.get(gid):
                 return f"{gid}: {self.messages[gid]}"
         return ""
-
-    def hint(self):
-        """One line per failed part a teacher can paste into a message: 'corr2d: dtype — ...'."""
-        lines = []
-        for gid in self.tests:
-            for p in self.verdicts.get(gid, {}).get("parts", []):
-                if not p["passed"]:
-                    name = gid.removeprefix("test_")
-                    lines.append(f"{name}: {p['name']} ({category_label(p['category'])}) — {p['message']}")
-        return lines
 
     def to_dict(self):
         return dict(dataclasses.asdict(self), total=self.total, max_total=self.max_total, messages=self.messages)
