@@ -33,8 +33,9 @@ from pathlib import Path
 
 from grading.categories import CATEGORIES, label
 
-ASSIGNMENT = "channels"
-STATE_DIR = ".grading"
+from grading.course import ASSIGNMENT, STATE_DIR
+from grading.result import FLAGS, QUIET_FLAGS
+
 #: The page, relative to the course folder (gitignored with the rest of .grading/).
 REPORT_PATH = Path(STATE_DIR) / "report" / "index.html"
 #: The per-student lines as plain text, next to the page.
@@ -42,8 +43,6 @@ MESSAGES_PATH = Path(STATE_DIR) / "report" / "messages.txt"
 #: A failure no rule recognises (only the fallback classifier produces it).
 OTHER = "other"
 OTHER_LABEL = "其他 (other)"
-#: Flags that only inform (grading/batch.py QUIET_FLAGS).
-QUIET_FLAGS = {"late"}
 
 #: Student-level flag -> category of a test cell that failed without a verdict of its own
 #: (the first flag of this list that the student has wins: a timeout is why autograde failed).
@@ -295,14 +294,7 @@ def read_results(course_root):
 # --- the report's data ----------------------------------------------------------------------
 
 def _flag_label(code):
-    """The instructor's words for a flag code (FLAGS lives in grading/result.py, formerly batch.py)."""
-    try:
-        from grading.result import FLAGS
-    except ImportError:
-        try:
-            from grading.batch import FLAGS
-        except ImportError:
-            FLAGS = {}
+    """The instructor's words for a flag code."""
     return FLAGS.get(code, code)
 
 

@@ -32,6 +32,24 @@ LIMITS = {
 }
 
 
+#: What a scratch copy of the course needs to grade: the instructor's files, never student outputs.
+COURSE_FILES = ["nbgrader_config.py", "source", "release", "grading", "samples"]
+
+
+def copy_course(root, dest):
+    """Copy the instructor's side of the course at `root` into `dest` (tests, gpu-check); return dest."""
+    import shutil
+    root, dest = Path(root), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COURSE_FILES:
+        src = root / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 def load_config(root):
     """The course's nbgrader_config.py as a traitlets Config."""
     from traitlets.config.loader import PyFileConfigLoader

@@ -8,17 +8,15 @@ comment line and every error traceback by the exception's name and message. The
 messages of the hidden asserts are written for students, so a failed hidden test still
 says what went wrong.
 """
-from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import List, Unicode
+
+from grading.cells import is_test
 
 #: What a student sees where the hidden tests were.
 PLACEHOLDER = "# …隐藏测试 (hidden tests)：代码不公开，失败时会显示下面的信息"
 
 
-def is_test(cell):
-    """An autograded test cell: a grade cell that is not an answer."""
-    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def strip_hidden(source, begin="BEGIN HIDDEN TESTS", end="END HIDDEN TESTS"):

@@ -40,7 +40,6 @@ DEVICES_ENV = "CHANNELS_GPU_CHECK_DEVICES"  # the verifier's record of devices (
 #: A correct student, one whose code makes tensors on the CPU whatever X is (torch.zeros: on a GPU
 #: this loses the device cases too), and one who gets the 1x1 equivalence wrong.
 STUDENTS = ("ref_reference", "textbook", "transposed_1x1")
-COURSE_FILES = ["nbgrader_config.py", "source", "release", "grading", "samples"]
 MARK = "[gpu-check]"
 
 INSTRUMENT = r'''
@@ -136,15 +135,9 @@ def say(text=""):
 
 
 def make_course(dest):
-    """The instructor's side of the course in `dest` (as tests/conftest.py's make_course)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COURSE_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
+    """The instructor's side of the course in `dest`."""
+    from grading.course import copy_course
+    return copy_course(ROOT, dest)
 
 
 def instrument(course):

@@ -5,7 +5,6 @@ copy of the course in a temporary folder, so tests can run in parallel and leave
 `gradebook.db`, `submitted/` and `autograded/` of the checkout alone.
 """
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +17,6 @@ ASSIGNMENT = "channels"
 #: In CI nothing may be skipped for a missing browser or tool: the test fails instead.
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# What a course copy needs to grade: the instructor's files, never the student outputs.
-COURSE_FILES = ["nbgrader_config.py", "source", "release", "grading", "samples"]
 
 
 def venv_env(**extra):
@@ -41,14 +38,8 @@ def require(condition, why):
 
 def make_course(dest: Path) -> Path:
     """Copy the instructor's side of the course into `dest` and return it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COURSE_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
+    from grading.course import copy_course
+    return copy_course(ROOT, dest)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ Three layers:
 """
 import json
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,11 +21,8 @@ from conftest import ASSIGNMENT, ROOT, make_course, require
 from grading import analytics, plots
 from grading.analytics import Submission, build, classify_message
 from grading.categories import CATEGORIES
+from test_slides_browser import ARTIFACTS, launch, require_browser
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 T1, T2, T3, T4 = "test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1"
 T5, T6, T7 = "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"
@@ -292,10 +288,7 @@ def sample_class(tmp_path_factory):
 
 def gradebook_of(course):
     """{student: {grade_id: points}} read with the pipeline's own gradebook helper."""
-    try:
-        from grading.gradebook import scores as gradebook_scores  # the redesigned pipeline
-    except ImportError:
-        from grading.batch import gradebook_scores
+    from grading.gradebook import scores as gradebook_scores
     return {s: {g: (manual if manual is not None else auto) or 0.0 for g, (auto, manual, _) in grades.items()}
             for s, grades in gradebook_scores(course, ASSIGNMENT).items()}
 
@@ -369,15 +362,6 @@ def test_demo_ends_with_the_report_and_writes_the_lms_files(tmp_path):
         assert len((course / name).read_text(encoding="utf-8").splitlines()) >= 4, name
 
 
-def require_browser():
-    require(Path(CHROMIUM).exists() or shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - playwright is pinned in requirements.txt
-        require(False, "playwright is not installed in .venv")
-    return sync_playwright
-
-
 @pytest.mark.timeout(900)
 def test_report_page_in_a_browser(sample_class):
     """Headless Chromium opens the page from disk: every image loads, nothing leaves the machine,
@@ -396,7 +380,7 @@ def test_report_page_in_a_browser(sample_class):
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 720})
             page.route("**/*", guard)
