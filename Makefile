@@ -8,15 +8,21 @@ PY        := $(BIN)/python
 # nbgrader shells out to alembic: the venv's bin must come first on PATH.
 export PATH := $(BIN):$(PATH)
 JOBS      ?=
+# A=name: one assignment (source/<name>/) for grade, feedback and report; default: every one.
+A         ?=
+ASSIGNMENTS = $(patsubst source/%/,%,$(sort $(dir $(wildcard source/*/*.ipynb))))
 
-.PHONY: setup system release demo grade feedback report test slides lab bench gpu-check clean help hub hub-stop hub-logins
+.PHONY: setup system release demo grade feedback report test test-fast slides present lab bench gpu-check clean help hub hub-stop hub-logins
 help:
-	@echo "make demo    the instructor's loop on the bundled sample class"
+	@echo "make demo    the instructor's loop on the bundled sample class (installs bubblewrap when root)"
 	@echo "make test    the whole test suite (installs browser, fonts, bubblewrap when root)"
-	@echo "make release regenerate release/ (student version) from source/"
+	@echo "make test-fast  the unit tests only (pytest -m fast, under a minute)"
+	@echo "make release regenerate release/ (student versions) of every assignment from source/"
+	@echo "make present the lecture as a full-window RISE slideshow, figures drawn (PORT=n; Ctrl+C stops)"
 	@echo "make slides  offline reveal.js slides of the lecture deck"
-	@echo "make grade   autograde everything under submitted/ (JOBS=n, REGRADE=1)"
-	@echo "make report  the class report .grading/report/index.html (distribution, failure reasons)"
+	@echo "make grade   autograde everything under submitted/ (A=assignment, JOBS=n, REGRADE=1)"
+	@echo "make feedback  feedback pages for the graded submissions (A=assignment)"
+	@echo "make report  the class reports: .grading/report/index.html, one page per assignment"
 	@echo "make lab     JupyterLab with nbgrader and RISE on http://127.0.0.1:8888"
 	@echo "make bench   grading and operator benchmarks (prints ratios)"
 	@echo "make hub     the class server: JupyterHub on 127.0.0.1, the roster's accounts (as root; docs/hub.md)"
@@ -35,18 +41,22 @@ node_modules/.done: package.json package-lock.json
 system:
 	@scripts/system-deps
 
+# An assignment that uses the engine's test-cell API gets the engine's current testkit.py first.
 release: setup
-	$(BIN)/nbgrader generate_assignment channels --force
+	@for a in $(ASSIGNMENTS); do \
+	  if [ -f source/$$a/testkit.py ]; then cp grading/jail/testkit.py source/$$a/testkit.py; fi; \
+	  echo "nbgrader generate_assignment $$a"; $(BIN)/nbgrader generate_assignment $$a --force || exit 1; done
 	$(PY) samples/lms/make_archive.py   # the example LMS download is built from release/
 
-demo: setup
+# `system` first: the demo grades in the bubblewrap sandbox, and its report's charts need the CJK font.
+demo: system setup node_modules/.done
 	$(PY) -m grading demo $(if $(JOBS),-j $(JOBS))
 
 grade: setup
-	$(PY) -m grading grade $(if $(JOBS),-j $(JOBS)) $(if $(REGRADE),--regrade)
+	$(PY) -m grading grade $(if $(A),$(A),--all) $(if $(JOBS),-j $(JOBS)) $(if $(REGRADE),--regrade)
 
-feedback: setup
-	$(PY) -m grading feedback
+feedback: setup node_modules/.done
+	$(PY) -m grading feedback $(if $(A),$(A),--all)
 
 report: setup
 	$(PY) -m grading report
@@ -54,15 +64,23 @@ report: setup
 slides: setup node_modules/.done
 	$(PY) course/build_slides.py
 
-test: setup node_modules/.done system
+test: system setup node_modules/.done
 	$(PY) -m pytest -n 2 tests
 
+test-fast: setup
+	$(PY) -m pytest -m fast -n 2 tests
+
 bench: setup
-	$(PY) -m grading.bench
+	$(PY) -m tools.bench
 
 # No `setup`: a GPU machine may only have Python 3.12 and its own torch (see scripts/gpu-check).
 gpu-check:
 	scripts/gpu-check $(if $(DRY),--dry-run) $(if $(WHEELS),--wheels $(WHEELS))
+
+# Runs a copy of the deck in .present/ (the tracked one stays clean) and serves it with JupyterLab:
+# the printed /rise/ address is the slideshow itself, not Alt+R's split preview.
+present: setup
+	$(PY) course/present.py $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN))
 
 lab: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)

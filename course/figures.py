@@ -112,6 +112,27 @@ def input_channels():
     return fig
 
 
+def channel_stack():
+    """The title slide's picture: one image, three stacked channel planes R, G, B (3 x h x w).
+
+    Small on purpose (it sits beside the title), so the labels are larger than elsewhere.
+    """
+    img, _ = _scene()
+    h, w = img.shape[:2]
+    step = 10  # how far each plane is pushed back, in pixels of the scene
+    fig, ax = _canvas(6, 4.8, (-14, w + 2 * step + 2), (-14, h + 2 * step + 8))
+    # Back to front, so the red plane covers the others and only their top-right rims show.
+    for c in (2, 1, 0):
+        x0, y0 = c * step, c * step
+        ax.imshow(img[..., c], cmap=["Reds", "Greens", "Blues"][c], vmin=0, vmax=1.2,
+                  extent=(x0, x0 + w, y0, y0 + h), zorder=3 - c)
+        ax.add_patch(Rectangle((x0, y0), w, h, facecolor="none", edgecolor=EDGE, lw=2, zorder=3.5 - c))
+        ax.text(x0 - 2, y0 + h - 3, "RGB"[c], fontsize=FONT + 6, ha="right", va="top",
+                color=CHANNEL_COLORS[c], fontweight="bold")
+    ax.text((w + 2 * step) / 2, -3, r"$3\times h\times w$", fontsize=FONT + 6, ha="center", va="top")
+    return fig
+
+
 def multi_in_example(pos=(0, 0)):
     """The two-channel worked example: each channel is cross-correlated with its own kernel, then summed.
 

@@ -1,35 +1,56 @@
-"""One assignment in one course folder: its paths, its contract, and every limit in one place.
+"""One assignment in one course folder: its paths, its contract and its settings.
 
-    Course(root)        paths (submitted/, autograded/, .grading/), nbgrader's config, the
-                        release notebook students got, and the contract read once from source/
-    LIMITS              every timeout and size the pipeline itself uses (the jail's own
-                        rlimits are in grading/sandbox.py, a standalone file)
+    assignments(root)            the assignments of a course: the folders of source/ with one notebook
+    choose_assignment(root, a)   `a`, or the course's only assignment, else an error that lists them
+    Course(root, assignment)     paths (submitted/, autograded/, .grading/<assignment>/), nbgrader's
+                                 config, the release notebook students got, the contract read once
+                                 from source/, and the grading settings (grading/settings.py)
+
+The engine knows no assignment by name: every command takes one, and nothing one assignment's
+grading writes (results, staging, verdicts, logs, its report) touches another's.
 """
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 
 from grading.contract import load_contract
+from grading.settings import Grading
 
-ASSIGNMENT = "channels"
-#: Where the pipeline keeps its own files (staging, verdicts, results, logs).
+#: Where the pipeline keeps its own files: .grading/<assignment>/ (staging, verdicts, results, logs).
 STATE_DIR = ".grading"
-#: Grading code whose change means a regrade (the fingerprint includes it).
-GRADING_CODE = ["rebuild.py", "grade_one.py", "preprocessors.py", "contract.py", "result.py", "verify.py",
-                "verify_child.py", "guard.py", "sandbox.py"]
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-#: Seconds, unless named otherwise.
-LIMITS = {
-    "cell": 120,            # one cell in the kernel, then it is interrupted (nbgrader_config.py: Execute.timeout)
-    "verify_call": 30,      # one call of a student's function in the verifier's child
-    "verify_setup": 120,    # starting the child and running the student's cells
-    "verify_total": 300,    # the verifier for one notebook
-    "student_base": 120,    # a worker's budget for one student: this + cell × (tests + 3)
-}
+
+class AssignmentError(ValueError):
+    """No such assignment, or no way to choose one; the message lists the course's assignments."""
+
+
+def assignments(root):
+    """The names of the course's assignments: folders of source/ that hold exactly one notebook."""
+    folder = Path(root) / "source"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and _NAME.match(p.name) and len(list(p.glob("*.ipynb"))) == 1)
+
+
+def choose_assignment(root, name=None):
+    """`name` if the course has it; without a name, the course's only assignment; else AssignmentError."""
+    found = assignments(root)
+    listed = ", ".join(found) or "(none: source/ has no assignment folder with one notebook)"
+    if name:
+        if name not in found:
+            raise AssignmentError(f"no assignment {name!r} in {Path(root) / 'source'}; the course has: {listed}")
+        return name
+    if len(found) != 1:
+        raise AssignmentError(f"this course has {len(found)} assignments, say which one "
+                              f"(python -m grading COMMAND ASSIGNMENT, or A=name with make): {listed}")
+    return found[0]
 
 
 #: What a scratch copy of the course needs to grade: the instructor's files, never student outputs.
@@ -59,7 +80,7 @@ def load_config(root):
 class Course:
     """Paths and facts of one assignment in one course folder."""
 
-    def __init__(self, root, assignment=ASSIGNMENT):
+    def __init__(self, root, assignment, settings=None):
         self.root = Path(root).resolve()
         self.assignment = assignment
         self.config = load_config(self.root)
@@ -70,7 +91,9 @@ class Course:
         self.notebook_id = release[0].stem
         self.release = nbformat.read(release[0], as_version=4)
         self.contract = load_contract(self.root, assignment)
-        self.state = self.root / STATE_DIR
+        #: the engine's settings (nbgrader_config.py's c.Grading), or the ones given (a worker gets its parent's)
+        self.settings = settings if settings is not None else Grading(config=self.config)
+        self.state = self.root / STATE_DIR / assignment
 
     @property
     def course_id(self):
@@ -89,40 +112,73 @@ class Course:
     def verdicts_file(self, student):
         return self.state / "verdicts" / f"{student}.json"
 
-    def cell_timeout(self):
-        for section in ("Execute", "ExecutePreprocessor", "NotebookClient"):
-            if "timeout" in self.config.get(section, {}):
-                return self.config[section]["timeout"] or 0
-        return LIMITS["cell"]
+def students_in(root, assignment):
+    """Every student who handed in `assignment`: submitted/<student>/<assignment> exists (sorted);
+    real student folders only.
 
-    def student_budget(self):
-        """Wall-clock seconds one student may take before its worker is killed (a safety net:
-        nbclient already interrupts each cell after `timeout` and gives up on a kernel that
-        ignores the interrupt)."""
-        return LIMITS["student_base"] + (self.cell_timeout() or LIMITS["cell"]) * (len(self.contract.tests) + 3)
+    A student folder that is a symbolic link (to a classmate's folder, to source/) or not a
+    folder at all is nobody's submission: it is left out of the batch, with a warning on the
+    log (grading/intake.py student_folders). Graded by name anyway, it scores 0 with the reason.
+    """
+    import logging
+    from grading.intake import student_folders
+    students, problems = student_folders(Path(root) / "submitted")
+    for name, why in problems:
+        logging.getLogger("grading.intake").warning("submitted/%s: %s", name, why)
+    return [s for s in students if os.path.lexists(Path(root) / "submitted" / s / assignment)]
 
 
-def students_in(root):
-    """Every student folder under root/submitted/ (sorted)."""
-    folder = Path(root) / "submitted"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _hash_file(h, path, st):
+    """Hash a regular file's bytes, never more than MAX_BYTES: (size, mtime) stand for a larger one."""
+    from grading.intake import INTAKE_LIMITS
+    limit = INTAKE_LIMITS["file_bytes"]
+    if st.st_size > limit:
+        h.update(f"large {st.st_size} {st.st_mtime_ns}".encode())
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        h.update(f"unreadable {e.errno}".encode())
+        return
+    try:
+        digest, left = hashlib.sha256(), limit + 1
+        while left > 0:
+            data = os.read(fd, min(1 << 20, left))
+            if not data:
+                break
+            digest.update(data)
+            left -= len(data)
+        h.update(digest.digest())
+    finally:
+        os.close(fd)
 
 
 def _hash_tree(h, folder, label):
+    """Hash a folder's names and bytes without following links (a link is hashed as its text)."""
+    import stat
     folder = Path(folder)
+    # a student's submitted/<student> or submitted/<student>/<assignment> that is a link: its text only
+    for top in (folder.parent, folder) if label == "submitted" else ():
+        if top.is_symlink():
+            h.update(f"{label}: link {top.name} -> ".encode() + os.readlink(top).encode(errors="replace"))
+            return
     if not folder.is_dir():
         h.update(f"{label}: none\n".encode())
         return
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(folder.rglob("*")):  # rglob does not descend into linked folders
         if "__pycache__" in path.parts:
             continue
         h.update(f"{label}/{path.relative_to(folder).as_posix()}\n".encode())
-        if path.is_symlink():  # never follow a student's link (to /dev/zero, say)
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):  # never follow a student's link (to /dev/zero, say)
             h.update(b"-> " + os.readlink(path).encode(errors="replace"))
-        elif path.is_file():
-            h.update(hashlib.sha256(path.read_bytes()).digest())
+        elif stat.S_ISREG(st.st_mode):
+            _hash_file(h, path, st)
+        elif not stat.S_ISDIR(st.st_mode):
+            h.update(f"special {stat.S_IFMT(st.st_mode)}".encode())
 
 
 def fingerprint(root, assignment, student):
@@ -133,10 +189,7 @@ def fingerprint(root, assignment, student):
     _hash_tree(h, root / "submitted" / student / assignment, "submitted")
     _hash_tree(h, root / "source" / assignment, "source")
     _hash_tree(h, root / "release" / assignment, "release")
-    here = Path(__file__).resolve().parent
-    for name in GRADING_CODE:
-        path = here / name
-        h.update(name.encode() + (hashlib.sha256(path.read_bytes()).digest() if path.exists() else b"-"))
+    _hash_tree(h, Path(__file__).resolve().parent, "grading")  # the whole engine: any change regrades
     config = root / "nbgrader_config.py"
     h.update(config.read_bytes() if config.exists() else b"-")
     return h.hexdigest()

@@ -4,12 +4,12 @@ A sample is a plain Python file, one per student (``samples/class/<student_id>.p
 
     \"\"\"Who this student is and which mistake they make.\"\"\"
 
-    # %% corr2d
-    def corr2d(X, K):
+    # %% answer_cell_grade_id
+    def f(X):
         ...
 
-    # %% [markdown] written_1x1
-    # 1×1 卷积在每个像素上……
+    # %% [markdown] written_answer_grade_id
+    # 我的答案……
 
 Each ``# %% <grade_id>`` section replaces the source of the release notebook's solution
 cell with that grade_id; ``# %% [markdown] <grade_id>`` fills a markdown answer cell, its
@@ -143,7 +143,7 @@ def fill_notebook(release_nb, sample_path):
     return nb
 
 
-def release_notebook(course_root, assignment="channels"):
+def release_notebook(course_root, assignment):
     """The one notebook of the assignment's release folder."""
     notebooks = sorted((Path(course_root) / "release" / assignment).glob("*.ipynb"))
     if len(notebooks) != 1:
@@ -152,7 +152,7 @@ def release_notebook(course_root, assignment="channels"):
     return notebooks[0]
 
 
-def write_submission(course_root, student, files, assignment="channels", timestamp=TIMESTAMP):
+def write_submission(course_root, student, files, assignment, timestamp=TIMESTAMP):
     """Write submitted/<student>/<assignment>/ from scratch with the release's other files.
 
     `files` maps a file name in the submission folder to a NotebookNode, str or bytes.
@@ -184,7 +184,7 @@ def sample_files(samples_dir):
     return sorted(p for p in Path(samples_dir).glob("*.py") if not p.name.startswith("_"))
 
 
-def fill_class(samples_dir, course_root, assignment="channels"):
+def fill_class(samples_dir, course_root, assignment):
     """Fill every sample of `samples_dir` into submitted/ of `course_root`; return the student ids."""
     release = release_notebook(course_root, assignment)
     release_nb = nbformat.read(str(release), as_version=4)
@@ -200,11 +200,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m grading.fill", description=__doc__.split("\n")[0])
     parser.add_argument("samples_dir", help="folder of <student_id>.py samples, e.g. samples/class")
     parser.add_argument("course_root", help="course folder holding release/ (submitted/ is written there)")
-    parser.add_argument("--assignment", default="channels")
+    parser.add_argument("--assignment", default=None, help="default: the course's only assignment")
     args = parser.parse_args(argv)
+    from grading.course import AssignmentError, choose_assignment
     try:
-        students = fill_class(args.samples_dir, args.course_root, args.assignment)
-    except SampleError as error:
+        students = fill_class(args.samples_dir, args.course_root, choose_assignment(args.course_root, args.assignment))
+    except (SampleError, AssignmentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"filled {len(students)} submissions into {Path(args.course_root) / 'submitted'}: {' '.join(students)}")

@@ -7,9 +7,11 @@
                                        manual grading carried over for unchanged answers
     read_private(course, student, db)  what nbgrader's SaveAutoGrades wrote into a worker's
                                        private copy (manual answers, comments, time stamp)
-    scores(course_root)                {student: {grade_id: (auto, manual, needs_manual)}}
+    scores(course_root, assignment)    {student: {grade_id: (auto, manual, needs_manual)}}
+    read_gradebook(course_root, a)     {student: Submission}: the gradebook as `nbgrader export` reads it
 """
 import copy
+import dataclasses
 import shutil
 import tempfile
 import warnings
@@ -47,7 +49,7 @@ def register_assignment(course):
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
     config = copy.deepcopy(course.config)
-    with tempfile.TemporaryDirectory(prefix="channels-release-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="grading-release-") as scratch:
         coursedir = CourseDirectory(config=config)
         coursedir.root = str(course.root)
         coursedir.release_directory = scratch
@@ -101,8 +103,10 @@ def write(course, result, comments, kept, old_answers):
     """Write one student's final grades into the gradebook (a fresh submission).
 
     `kept` (from `forget`) is carried over for every cell whose answer hash in
-    `old_answers` equals the new one in `result.answers`.
+    `old_answers` equals the new one in `result.answers`. An extra-credit test cell has 0
+    points in nbgrader: what it earned is recorded as its extra credit, on top of 100 %.
     """
+    extra = course.contract.extra_credit
     from nbgrader.api import MissingEntry
     with open_gradebook(course) as gb:
         gb.update_or_create_student(result.student)
@@ -120,7 +124,7 @@ def write(course, result, comments, kept, old_answers):
 
         for grade in nb.grades:
             score = result.scores.get(grade.name)
-            grade.auto_score = score
+            grade.auto_score = 0.0 if grade.name in extra else score
             grade.needs_manual_grade = score is None
             if unchanged(grade.name):
                 carry = kept[grade.name]
@@ -128,6 +132,8 @@ def write(course, result, comments, kept, old_answers):
                 grade.extra_credit = carry.get("extra_credit")
                 if grade.manual_score is not None:
                     grade.needs_manual_grade = False
+            if grade.name in extra:
+                grade.extra_credit = score
         for comment in nb.comments:
             comment.auto_comment = comments.get(comment.name)
             if unchanged(comment.name):
@@ -158,8 +164,9 @@ def graded_students(course):
         return {sub.student.id for sub in gb.find_assignment(course.assignment).submissions}
 
 
-def scores(course_root, assignment="channels"):
-    """{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}} (for tests and reports)."""
+def scores(course_root, assignment):
+    """{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}} (for tests and reports);
+    an extra-credit cell's auto score is what it earned."""
     from grading.course import Course
     course = Course(course_root, assignment)
     out = {}
@@ -167,5 +174,91 @@ def scores(course_root, assignment="channels"):
         for sub in gb.find_assignment(course.assignment).submissions:
             for nb in sub.notebooks:
                 out.setdefault(sub.student.id, {}).update(
-                    {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in nb.grades})
+                    {g.name: (_auto(g), g.manual_score, g.needs_manual_grade) for g in nb.grades})
     return out
+
+
+def _auto(grade):
+    """What grading gave a cell: its auto score, or for extra credit what it earned on top."""
+    if grade.extra_credit is not None and not grade.max_score:
+        return (grade.auto_score or 0.0) + grade.extra_credit
+    return grade.auto_score
+
+
+# --- Reading it as `nbgrader export` does (reports, LMS files) ---------------------------------
+
+def _db_url(course_root):
+    """The gradebook of the course: nbgrader_config.py's db_url, else gradebook.db in the folder."""
+    root = Path(course_root).resolve()
+    config_file = root / "nbgrader_config.py"
+    # Loading the config runs the sandbox set-up: only when it may set db_url at all.
+    if config_file.is_file() and "db_url" in config_file.read_text(encoding="utf-8", errors="replace"):
+        try:
+            from traitlets.config.loader import PyFileConfigLoader
+            config = PyFileConfigLoader(config_file.name, path=str(root)).load_config()
+            url = config.CourseDirectory.get("db_url")
+            if url:
+                return url
+        except BaseException:  # noqa: BLE001 (a broken config exits; the default place then)
+            pass
+    return f"sqlite:///{root / 'gradebook.db'}"
+
+
+@dataclasses.dataclass
+class Submission:
+    """One student's row of the gradebook."""
+    student: str
+    name: str                # "Last, First" when the gradebook has names, else ""
+    email: str
+    submitted: bool          # False: in the gradebook without a submission (nbgrader export: 0)
+    raw: float               # sum of the cell scores (manual score where given, else auto)
+    penalty: float           # late submission penalty
+    max_score: float
+    seconds_late: float
+    timestamp: str
+    grades: dict             # grade_id -> (score, max, needs_manual_grade)
+
+    @property
+    def score(self):
+        """What nbgrader's grades.csv calls score: raw minus penalty, never below 0."""
+        return max(0.0, self.raw - self.penalty)
+
+
+def read_gradebook(course_root, assignment):
+    """{student: Submission} for every student in the gradebook (as `nbgrader export` sees it)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's deprecation chatter
+        with Gradebook(_db_url(course_root)) as gb:
+            try:
+                max_score = gb.find_assignment(assignment).max_score
+            except MissingEntry:
+                return out
+            for student in gb.students:
+                name = ", ".join(n for n in (student.last_name, student.first_name) if n)
+                try:
+                    sub = gb.find_submission(assignment, student.id)
+                except MissingEntry:
+                    out[student.id] = Submission(student.id, name, student.email or "", False, 0.0, 0.0,
+                                                 max_score, 0.0, "", {})
+                    continue
+                grades = {}
+                for nb in sub.notebooks:
+                    for g in nb.grades:
+                        grades[g.name] = (float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+                out[student.id] = Submission(
+                    student.id, name, student.email or "", True, float(sub.score),
+                    float(sub.late_submission_penalty or 0.0), float(max_score),
+                    float(sub.total_seconds_late or 0.0), sub.timestamp.isoformat() if sub.timestamp else "",
+                    grades)
+    return out
+
+
+def gradebook_assignments(course_root):
+    """The names of the assignments the course's gradebook knows, in their order there."""
+    from nbgrader.api import Gradebook
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(_db_url(course_root)) as gb:
+            return [a.name for a in gb.assignments]

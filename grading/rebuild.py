@@ -20,12 +20,11 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from nbgrader.preprocessors import NbGraderPreprocessor
-
+from grading import intake
 from grading.cells import grade_id, is_answer, nbgrader_meta as _flags  # noqa: F401 (re-exported)
 
-#: Files larger than this are not notebooks anyone meant to hand in.
-MAX_BYTES = 50 * 1024 * 1024
+#: Files larger than this are not notebooks anyone meant to hand in (never read beyond it).
+MAX_BYTES = intake.INTAKE_LIMITS["file_bytes"]
 
 
 class SubmissionError(Exception):
@@ -44,7 +43,7 @@ class Note(str):
     """A note on what the rebuild or the loader changed: readable text plus a stable `code`.
 
     Codes: metadata_missing, cells_restored, answer_missing, duplicate_answer,
-    renamed_notebook, old_nbformat, cells_ignored.
+    renamed_notebook, old_nbformat, cells_ignored, files_refused.
     """
 
     def __new__(cls, code, text):
@@ -257,32 +256,80 @@ def rebuild(student_nb, release_nb):
 
 # --- reading what the student handed in --------------------------------------------
 
-def _find_notebook(folder, name):
-    """The submitted notebook's path, accepting one renamed copy; (path, notes)."""
-    path = folder / name
-    if path.is_file():
-        return path, []
-    others = sorted(p for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
+def _refused_entries(entries):
+    """A note on the entries of the submission folder that are not regular files (links, fifos, devices)."""
+    odd = sorted((name, kind) for name, kind in entries.items() if kind not in ("file", "dir"))
+    if not odd:
+        return []
+    listed = ", ".join(f"{name} ({intake.KINDS[kind][0]} {intake.KINDS[kind][1]})" for name, kind in odd[:10])
+    more = f" … (+{len(odd) - 10})" if len(odd) > 10 else ""
+    return [Note("files_refused", f"{len(odd)} 个文件不是普通文件，已忽略 "
+                                  f"({len(odd)} entries are not regular files, ignored): {listed}{more}")]
+
+
+def _not_regular(name, kind):
+    zh, en = intake.KINDS.get(kind, intake.KINDS["other"])
+    return SubmissionError(f"notebook {name} 是{zh}，拒绝读取 (the notebook is a {en}: refused)")
+
+
+def _find_notebook(folder, name, dir_fd=None):
+    """The submitted notebook's path, accepting one renamed copy; (path, notes).
+
+    Only regular files are considered: links, fifos and devices are never opened (they are
+    noted); a notebook of the expected name that is not a regular file is refused.
+    """
+    folder = Path(folder)
+    own_fd = dir_fd is None
+    if own_fd:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        entries = intake.list_folder(dir_fd)
+    finally:
+        if own_fd:
+            os.close(dir_fd)
+    notes = _refused_entries(entries)
+    kind = entries.get(name)
+    if kind == "file":
+        return folder / name, notes
+    if kind not in (None, "dir"):
+        raise _not_regular(name, kind)
+    others = sorted(n for n, k in entries.items() if k == "file" and n.endswith(".ipynb") and not n.startswith("."))
     stem = Path(name).stem
     if len(others) > 1:
-        # "channels (1).ipynb" or "channels-Copy1.ipynb" next to an "Untitled.ipynb"
-        others = [p for p in others if p.name.startswith(stem)] or others
+        # "hw (1).ipynb" or "hw-Copy1.ipynb" next to an "Untitled.ipynb"
+        others = [n for n in others if n.startswith(stem)] or others
     if len(others) == 1:
-        return others[0], [Note("renamed_notebook", f"notebook 被改名为 {others[0].name}，已按 {name} 评分 "
-                                                    "(renamed notebook graded)")]
+        return folder / others[0], notes + [Note("renamed_notebook", f"notebook 被改名为 {others[0]}，已按 {name} 评分 "
+                                                                     "(renamed notebook graded)")]
     if not others:
         raise SubmissionError("未找到 notebook (notebook missing)", "missing_notebook")
-    listed = ", ".join(p.name for p in others)
-    raise SubmissionError(f"找到多个 notebook，无法确定评哪一个 (several notebooks, none named {name}): {listed}")
+    raise SubmissionError(f"找到多个 notebook，无法确定评哪一个 (several notebooks, none named {name}): "
+                          f"{', '.join(others)}")
 
 
-def _parse(path):
-    """Parse the file as a notebook of any nbformat version; raises SubmissionError."""
-    if path.is_symlink() or not path.is_file():
-        raise SubmissionError("notebook 不是普通文件（例如符号链接）(not a regular file, e.g. a symlink)")
-    if path.stat().st_size > MAX_BYTES:
-        raise SubmissionError(f"文件过大 (file too large): {path.stat().st_size // 2**20} MB")
-    data = path.read_bytes()
+def _parse(path, dir_fd=None):
+    """Parse the file as a notebook of any nbformat version; raises SubmissionError.
+
+    The file is read without following a link, only when lstat says it is a regular file of at
+    most MAX_BYTES, and never more than MAX_BYTES + 1 bytes (grading/intake.py read_regular).
+    """
+    path = Path(path)
+    own_fd = dir_fd is None
+    try:
+        if own_fd:
+            dir_fd = intake.open_folder(path.parent, path.parent)
+        data = intake.read_regular(dir_fd, path.name, MAX_BYTES)
+    except intake.Refused as e:
+        if e.kind in intake.KINDS:
+            raise _not_regular(path.name, e.kind) from None
+        raise SubmissionError(e.reason) from None
+    except FileNotFoundError:
+        raise SubmissionError("未找到 notebook (notebook missing)", "missing_notebook") from None
+    except OSError as e:
+        raise SubmissionError(f"notebook 无法读取 (unreadable notebook): {e.strerror}") from None
+    finally:
+        if own_fd and isinstance(dir_fd, int):
+            os.close(dir_fd)
     if not data.strip():
         raise SubmissionError("文件为空 (empty file)")
     try:
@@ -330,20 +377,35 @@ def _repair(raw):
     return notes
 
 
-def load_submission(folder, notebook_name):
+def load_submission(folder, notebook_name, trusted=None):
     """Read the student's notebook from `folder` as nbformat v4: (nb, notes).
 
-    `notebook_name` is e.g. "channels.ipynb" (".ipynb" is added when missing). Raises
+    `notebook_name` is e.g. "hw.ipynb" (".ipynb" is added when missing). Raises
     SubmissionError(reason) for a missing, corrupt or non-notebook file. An old nbformat is
     converted, a single renamed notebook is accepted; both are noted.
+
+    Nothing is read through a link: every folder below `trusted` (default: two levels up,
+    submitted/ for submitted/<student>/<assignment>) is opened without following links, so a
+    student or submission folder that is a symbolic link (to source/, to a classmate's folder)
+    is refused with the reason; only regular files are considered inside it (links, fifos
+    and devices are noted, never opened).
     """
     folder = Path(folder)
     if not notebook_name.endswith(".ipynb"):
         notebook_name += ".ipynb"
-    if not folder.is_dir():
-        raise SubmissionError("未找到 notebook (notebook missing)", "missing_notebook")
-    path, notes = _find_notebook(folder, notebook_name)
-    raw = _parse(path)
+    try:
+        dir_fd = intake.open_folder(folder, trusted)
+    except intake.Refused as e:
+        raise SubmissionError(e.reason) from None
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        raise SubmissionError("未找到 notebook (notebook missing)", "missing_notebook") from None
+    except OSError as e:
+        raise SubmissionError(f"提交的文件夹无法读取 (unreadable submission folder): {e.strerror}") from None
+    try:
+        path, notes = _find_notebook(folder, notebook_name, dir_fd)
+        raw = _parse(path, dir_fd)
+    finally:
+        os.close(dir_fd)
     major = raw.get("nbformat")
     if not isinstance(major, int) or major < 1:
         raise SubmissionError("不是 notebook (not a notebook): no nbformat version")
@@ -362,36 +424,3 @@ def load_submission(folder, notebook_name):
     except Exception as e:
         raise SubmissionError(f"notebook 结构无效 (invalid notebook): {type(e).__name__}: {str(e)[:200]}") from None
     return nb, notes
-
-
-# --- the nbgrader preprocessor ------------------------------------------------------
-
-def coursedir_of(preprocessor):
-    """The CourseDirectory of the converter running `preprocessor` (or one from its config)."""
-    node = preprocessor
-    while node is not None:
-        if getattr(node, "coursedir", None) is not None:
-            return node.coursedir
-        node = getattr(node, "parent", None)
-    from nbgrader.coursedir import CourseDirectory
-    return CourseDirectory(config=preprocessor.config)
-
-
-class RebuildFromRelease(NbGraderPreprocessor):
-    """First sanitize step of `nbgrader autograde`: grade the release cells with the student's answers.
-
-    The release notebook is found through the converter's CourseDirectory
-    (release/<assignment>/<notebook>.ipynb). The notes go to the log and to
-    resources["nbgrader"]["rebuild_notes"].
-    """
-
-    def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        coursedir = coursedir_of(self)
-        release_dir = coursedir.format_path(coursedir.release_directory, ".", info["assignment"])
-        release = nbformat.read(os.path.join(release_dir, info["notebook"] + ".ipynb"), as_version=4)
-        nb, notes = rebuild(nb, release)
-        for note in notes:
-            self.log.warning("Rebuilt %s: %s", info.get("student", "?"), note)
-        info["rebuild_notes"] = notes
-        return nb, resources

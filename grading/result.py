@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 FLAGS = {
     "missing_notebook": "未找到 notebook (notebook missing)",
     "unreadable_notebook": "notebook 无法读取 (unreadable notebook)",
+    "instructor_code": "提交中含有教师的隐藏测试或参考答案 (the instructor's hidden tests or solutions in the submission)",
+    "files_refused": "提交中有被拒绝的文件：链接、特殊文件或过大的文件 (files refused: links, special or oversized files)",
     "renamed_notebook": "notebook 被改名 (renamed notebook)",
     "old_nbformat": "旧版 nbformat (old nbformat)",
     "cells_restored": "测试或说明单元被修改、删除或复制 (edited/deleted/duplicated locked cells restored)",
@@ -25,6 +27,7 @@ FLAGS = {
     "metadata_missing": "nbgrader 元数据缺失 (nbgrader metadata missing)",
     "cells_ignored": "有无法识别的单元 (unreadable cells ignored)",
     "timeout": "运行超时 (timeout)",
+    "over_budget": "超过每位学生的评分时间上限，测试记 0 分 (over the grading budget: tests score 0)",
     "kernel_died": "内核退出或内存不足 (kernel died or ran out of memory)",
     "autograde_failed": "nbgrader 自动评分失败 (autograde failed)",
     "verifier_failed": "独立验证无法运行 (verifier failed)",
@@ -42,6 +45,7 @@ class PartVerdict:
     passed: bool
     message: str = ""
     category: str = None
+    function: str = ""     # the answer function that raised, when one did (for the report's line)
 
     @property
     def score(self):

@@ -92,8 +92,6 @@ def pre_spawn_hook(spawner):
         "PATH": f"{S['venv_bin']}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
     })
-    if role == "instructor":
-        spawner.environment["CHANNELS_COURSE"] = S["course"]
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook

@@ -2,7 +2,8 @@
 
 A loss is a test cell ("test_corr2d": every part) or one part of it ("test_corr2d:dtype").
 The points of each part are read from the instructor's notebook (grading/contract.py), so
-changing a test cell's points changes the source notebook and nothing here.
+changing a test cell's points changes the source notebook and nothing here. Totals count
+extra credit as earned points (up to MAX_WITH_EXTRA; 100 % is CONTRACT.max_total).
 """
 from conftest import ASSIGNMENT, ROOT
 from grading.contract import load_contract
@@ -11,6 +12,8 @@ CONTRACT = load_contract(ROOT, ASSIGNMENT)
 TESTS = CONTRACT.test_ids
 T1, T2, T3, T4, T5, T6, T7 = TESTS
 ALL = frozenset(TESTS)
+#: The autograded points of full marks plus every extra-credit point.
+MAX_WITH_EXTRA = sum(t.points for t in CONTRACT.tests)
 
 
 def part_names(test):

@@ -1,137 +1,110 @@
-"""The class report (grading/analytics.py, grading/plots.py): categories, numbers, the page in a browser.
+"""The class report (grading/reports/analytics.py, grading/reports/plots.py): categories, numbers, the page in a browser.
 
 Three layers:
 
-1. the fallback classifier on the messages today's pipeline writes (results without categories);
+1. categories and hints: every category has a teacher's label and a hint, the assignment's
+   policy overrides the engine's hints;
 2. `build` on a made-up class that has what the sample class lacks: verdicts with parts and
-   carried categories, a late student, an unreadable notebook, a timeout, an error, manual
-   grades done and to do, a student without a submission;
-3. the bundled sample class, graded once in a scratch copy: the failure categories of every
-   test cell (EXPECTED_CATEGORIES), the report's numbers against the gradebook, and the page
-   in headless Chromium (every image loads, nothing from the network, readable screenshot).
+   their categories, a late student, an unreadable notebook, a timeout, an error, manual
+   grades done and to do, extra credit, a student without a submission;
+3. the bundled sample class, graded once (conftest's `sample_class`): the failure categories
+   of every test cell (EXPECTED_CATEGORIES), the report's numbers against the gradebook, and
+   the page in headless Chromium (every image loads, nothing from the network).
 """
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from conftest import ASSIGNMENT, ROOT, make_course, require
-from grading import analytics, plots
-from grading.analytics import Submission, build, classify_message
+from expect import T1, T2, T3, T4, T5, T6, T7
 from grading.categories import CATEGORIES
+from grading.contract import load_contract
+from grading.gradebook import Submission
+from grading.reports import analytics, plots
+from grading.reports.analytics import build
 from test_slides_browser import ARTIFACTS, launch, require_browser
 
-
-T1, T2, T3, T4 = "test_corr2d", "test_corr2d_multi_in", "test_corr2d_multi_in_out", "test_corr2d_multi_in_out_1x1"
-T5, T6, T7 = "test_conv_flops", "test_conv2d_layer", "test_corr2d_multi_in_out_fast"
-TESTS = [T1, T2, T3, T4, T5, T6, T7]
-
 # --- EXPECTED FAILURE CATEGORIES OF THE SAMPLE CLASS ------------------------------------------------
-# test cell -> category -> the students who lose points in that cell for that reason, as
-# observed on the working tree of this commit: results with parts (partial credit) whose
-# categories are carried by the verdicts. Each student's mistake: samples/README.md.
-# The three entries marked [part] exist only with partial credit (a later part of the same
-# cell fails too); with one verdict per cell (before the redesign, fallback classifier) the
-# table is the same without them.
-# TO UPDATE by the lead engineer when the contract changes; test_sample_class_categories
-# prints the observed table on a mismatch.
+# test cell -> category -> the students who lose points in that cell for that reason. Each
+# student's one mistake is in samples/README.md; one mistake costs once (later questions are
+# graded with the instructor's earlier functions), so most mistakes appear in one cell only.
+# test_sample_class_categories prints the observed table on a mismatch.
 EXPECTED_CATEGORIES = {
     T1: {
-        "shape": {"off_by_one",        # output one row and one column too small
-                  "hardcoded"},        # returns the visible tests' (2, 2) answer for random inputs
-        "values": {"flipped_kernel"},  # true convolution: the flipped kernel
-        "dtype": {"textbook"},         # the book's torch.zeros: float32 output for float64 input
-        "conv_used": {"uses_conv2d"},  # calls F.conv2d
-        "unanswered": {"untouched"},   # raise NotImplementedError() left in
+        "shape": {"off_by_one",          # output one row and one column too small
+                  "hardcoded"},          # returns the visible tests' answers for random inputs
+        "values": {"flipped_kernel"},    # true convolution: the flipped kernel
+        "dtype": {"textbook",            # the book's torch.zeros: float32 output for float64 input
+                  "hardcoded"},
+        "shape_check": {"textbook",      # the book's code checks no shapes
+                        "hardcoded"},
+        "forbidden_op": {"uses_conv2d"},  # F.conv2d is refused while graded
+        "unanswered": {"untouched"},     # raise NotImplementedError() left in
     },
-    T2: {  # corr2d_multi_in calls corr2d: every corr2d mistake again, plus mean_channels
-        "shape": {"off_by_one", "hardcoded"},
-        "values": {"flipped_kernel",
-                   "mean_channels"},   # averages the input channels instead of summing
-        "dtype": {"textbook"},
-        "conv_used": {"uses_conv2d"},
+    T2: {  # one mistake costs once: corr2d's mistakes are not charged again here
+        "shape": {"hardcoded"},
+        "values": {"mean_channels"},     # averages the input channels instead of summing
+        "dtype": {"hardcoded"},
+        "shape_check": {"textbook", "hardcoded"},
+        "forbidden_op": {"uses_conv2d"},
         "unanswered": {"untouched"},
     },
-    T3: {  # corr2d_multi_in_out calls corr2d_multi_in: its mistakes again, plus stack_axis
-        "shape": {"off_by_one", "hardcoded",
-                  "stack_axis"},       # output channels on the last axis: (m_h, m_w, c_o)
-        "values": {"flipped_kernel", "mean_channels"},
-        "dtype": {"textbook"},
-        "conv_used": {"uses_conv2d"},
+    T3: {
+        "shape": {"hardcoded",
+                  "stack_axis"},         # output channels on the last axis: (m_h, m_w, c_o)
+        "dtype": {"hardcoded"},
+        "shape_check": {"hardcoded"},    # (the book's version checks through corr2d_multi_in)
+        "forbidden_op": {"uses_conv2d"},
         "unanswered": {"untouched",
-                       "partial"},     # stopped after question 2
+                       "partial"},       # stopped after question 2
     },
     T4: {
-        "values": {"transposed_1x1"},  # kernel reshaped as (c_i, c_o) and transposed
+        "values": {"transposed_1x1",     # kernel reshaped as (c_i, c_o) and transposed
+                   "hardcoded"},         # numbers that are not computed from the arguments
         "input_modified": {"inplace_kernel"},  # K.squeeze_() changes the caller's kernel
-        "shape": {"hardcoded"},
-        "loop": {"hardcoded"},         # [part] "one matmul": its fixed answer runs no matrix product
-        "conv_used": {"uses_conv2d"},
+        "shape_check": {"textbook"},
+        "forbidden_op": {"uses_conv2d"},
         "unanswered": {"untouched", "partial"},
     },
     T5: {
-        "values": {"hardcoded"},       # the slides' number for every layer
-        "error": {"hardcoded"},        # [part] train_hours looks up a table of the slides' values: KeyError
+        "values": {"hardcoded"},         # the slides' number for every layer
+        "error": {"hardcoded"},          # train_hours looks up a table of the slides' values: KeyError
         "unanswered": {"untouched", "partial"},
     },
     T6: {
         "unanswered": {"untouched", "partial"},
     },
-    T7: {
-        "loop": {"loop_fast"},         # the bonus still loops over output pixels
-        "too_slow": {"loop_fast"},     # [part] ... and so is not 5x faster than the loop baseline
-        "shape": {"hardcoded"},
-        "conv_used": {"uses_conv2d"},
+    T7: {  # extra credit
+        "pixel_loop": {"loop_fast",      # the bonus still loops over output pixels
+                       "hardcoded"},     # calls corr2d_multi_in_out (graded with the instructor's loop)
+        "too_slow": {"loop_fast",        # ... and so is not 5x faster than the loop baseline
+                     "hardcoded"},       # ... more operations on the timed layer than a call may run
+        "forbidden_op": {"uses_conv2d"},
         "unanswered": {"untouched", "partial"},
     },
 }
 
 
-# --- 1. the fallback classifier -------------------------------------------------------------
+# --- 1. categories and hints -------------------------------------------------------------------
 
-#: Messages exactly as today's verifier and checks.py write them (sample class, hostile corpus).
-MESSAGES = [
-    ("AssertionError: 形状 (shape) 不对：期望 (2, 2)，得到 (1, 1)。［用例 corr2d 书中例子 (book example)］", "shape"),
-    ("AssertionError: 数据类型 (dtype) 不对：期望 torch.float64，得到 torch.float32；结果应与输入的 dtype 相同。"
-     "［用例 corr2d 随机输入 X (7, 6)、K (3, 2)、torch.float64］", "dtype"),
-    ("AssertionError: 设备 (device) 不对：期望 cuda:0，得到 cpu；结果应与输入在同一设备上。［用例 x］", "device"),
-    ("AssertionError: 数值 (values) 不对：4/4 个元素超出容差 (tolerance)；位置 (0, 0) 误差 14：期望 19，得到 5。"
-     "［用例 corr2d 书中例子 (book example)］", "values"),
-    ("AssertionError: 数值不对：期望 30030，得到 1.024e+09。［用例 conv_flops c_i=3］", "values"),
-    ("AssertionError: 应返回张量 (torch.Tensor)，得到 list。［用例 corr2d］", "type"),
-    ("AssertionError: 函数返回了 None：是不是忘了 return？［用例 corr2d］", "type"),
-    ("AssertionError: corr2d_multi_in_out_1x1 修改了输入 K（原地操作 in-place）：输入必须保持不变。［用例 1x1］",
-     "input_modified"),
-    ("ForbiddenOperator: corr2d 调用了卷积算子 (convolution operator) aten.conv2d，在独立校验中被拦截："
-     "本题只能用张量运算自己实现。", "conv_used"),
-    ("AssertionError: corr2d_multi_in_out_fast 的张量运算次数随输出像素数增长（29 → 1009 次）："
-     "说明用了 Python 循环 (loop)，这里应当整体用张量运算。［用例 fast］", "loop"),
-    ("AssertionError: corr2d_multi_in_out_fast 不够快：用时 3.10 ms，逐像素循环基准 (loop baseline) 50.0 ms，"
-     "只快 1.6 倍，要求至少 5 倍。［用例 fast］", "too_slow"),
-    ("corr2d 出错：NotImplementedError（测试单元格第 7 行）", "unanswered"),
-    ("corr2d 出错：TypeError: unsupported operand type(s)", "error"),
-    ("IndexError: index 3 is out of bounds", "error"),
-    ("独立校验 (verification) 中调用 corr2d 超过 20 秒没有回应（死循环或太慢？）", "timeout"),
-    ("独立校验 (verification) 进程在调用 corr2d 时意外退出（被信号 9 终止；内存超限、os._exit 或崩溃？）", "error"),
-    ("AssertionError", analytics.OTHER),
-    ("", analytics.OTHER),
-]
-
-
-@pytest.mark.parametrize("message, category", MESSAGES)
-def test_fallback_classifier_sorts_todays_messages(message, category):
-    assert classify_message(message) == category
-
-
+@pytest.mark.fast
 def test_every_category_has_a_label_and_a_hint():
-    for code in list(CATEGORIES) + [analytics.OTHER]:
-        assert analytics.category_label(code) and code in analytics.HINTS, code
-    assert {"shape", "values", "dtype", "device", "input_modified", "conv_used", "loop", "too_slow", "error",
-            "timeout", "broken_notebook"} <= set(CATEGORIES)
+    for code in CATEGORIES:
+        assert analytics.category_label(code) and code in analytics.hints(), code
+    assert {"shape", "values", "dtype", "device", "input_modified", "forbidden_op", "loop", "pixel_loop",
+            "too_slow", "shape_check", "error", "timeout", "broken_notebook"} <= set(CATEGORIES)
 
 
+@pytest.mark.fast
+def test_the_assignments_hints_come_first():
+    policy = load_contract(ROOT, ASSIGNMENT).policy
+    tips = analytics.hints(policy)
+    assert "X.new_zeros" in tips["dtype"][0] and tips["error"] == analytics.hints()["error"]
+
+
+@pytest.mark.fast
 def test_exception_type_of_an_error():
     assert analytics.exception_type("corr2d 出错：TypeError: bad") == "TypeError"
     assert analytics.exception_type("RuntimeError: shape '[2]' is invalid") == "RuntimeError"
@@ -140,116 +113,123 @@ def test_exception_type_of_an_error():
 
 # --- 2. build on a made-up class --------------------------------------------------------------
 
-POINTS = {T1: 3.0, T2: 3.0, T3: 3.0, T4: 3.0, "written_1x1": 2.0, T5: 2.0, T6: 2.0, T7: 2.0}
-CELLS = analytics.Cells(TESTS, ["written_1x1"], POINTS)
+A, B, C, D = "test_a", "test_b", "test_c", "test_bonus"
+POINTS = {A: 3.0, B: 3.0, C: 2.0, "written": 2.0, D: 2.0}
+CELLS = analytics.Cells([A, B, C, D], ["written"], POINTS, [D])
 
 
 def submission(student, scores, manual=None, penalty=0.0, seconds_late=0.0):
     """A gradebook row: `scores` for the test cells (default full), manual=None: to do."""
-    grades = {g: (scores.get(g, POINTS[g]), POINTS[g], False) for g in TESTS}
-    grades["written_1x1"] = (manual or 0.0, 2.0, manual is None)
-    return Submission(student, "", "", True, sum(g[0] for g in grades.values()), penalty, 20.0,
+    grades = {g: (scores.get(g, POINTS[g]), POINTS[g] if g != D else 0.0, False) for g in CELLS.tests}
+    grades["written"] = (manual or 0.0, 2.0, manual is None)
+    return Submission(student, "", "", True, sum(g[0] for g in grades.values()), penalty, 10.0,
                       seconds_late, "2025-03-03T09:00:00", grades)
 
 
-def passed(gid):
-    return {"passed": True, "message": ""}
+def part(name, points, passed=True, category=None, message=""):
+    return {"name": name, "label": name, "points": points, "score": points if passed else 0.0, "passed": passed,
+            "message": message, "category": None if passed else category}
+
+
+def verdict(*parts):
+    return {"score": sum(p["score"] for p in parts), "max": sum(p["points"] for p in parts),
+            "passed": all(p["passed"] for p in parts), "message": "", "parts": list(parts)}
+
+
+def full(gid):
+    return verdict(part("values", POINTS[gid]))
 
 
 @pytest.fixture
 def made_up_class():
-    dtype = "AssertionError: 数据类型 (dtype) 不对：期望 torch.float64，得到 torch.float32。［用例 x］"
+    dtype = "数据类型 (dtype) 不对：期望 torch.float64，得到 torch.float32。［用例 x］"
     book = {
         "ana": submission("ana", {}, manual=2.0),
-        "ben": submission("ben", {T1: 0.0, T2: 0.0, T3: 0.0}, penalty=1.0, seconds_late=7200),
-        "cai": submission("cai", {T1: 1.5}),
-        "dan": submission("dan", {g: 0.0 for g in TESTS}, manual=0.0),
-        "eve": submission("eve", {T5: 0.0, T6: 0.0, T7: 0.0}),
-        "fay": Submission("fay", "", "", False, 0.0, 0.0, 20.0, 0.0, "", {}),
+        "ben": submission("ben", {A: 0.0, B: 0.0}, penalty=1.0, seconds_late=7200),
+        "cai": submission("cai", {A: 1.5}),
+        "dan": submission("dan", {g: 0.0 for g in CELLS.tests}, manual=0.0),
+        "eve": submission("eve", {C: 0.0, D: 0.0}),
+        "fay": Submission("fay", "", "", False, 0.0, 0.0, 10.0, 0.0, "", {}),
     }
     results = {
-        # today's format: {"passed", "message"} only -> the fallback classifier
-        "ana": {"student": "ana", "status": "graded", "flags": [], "verdicts": {g: passed(g) for g in TESTS}},
+        "ana": {"student": "ana", "status": "graded", "flags": [], "verdicts": {g: full(g) for g in CELLS.tests}},
         "ben": {"student": "ben", "status": "graded", "flags": ["late"],
-                "verdicts": dict({g: passed(g) for g in TESTS},
-                                 **{g: {"passed": False, "message": dtype} for g in (T1, T2, T3)})},
-        # the redesigned format: parts with carried categories (the message would say "values")
+                "verdicts": dict({g: full(g) for g in CELLS.tests},
+                                 **{g: verdict(part("values", 3.0, False, "dtype", dtype)) for g in (A, B)})},
+        # the category is the part's, whatever its message says
         "cai": {"student": "cai", "status": "graded", "flags": ["verifier_disagrees"],
-                "reasons": ["test_corr2d: 内核与验证不一致"],
-                "verdicts": dict({g: passed(g) for g in TESTS}, **{T1: {
-                    "score": 1.5, "max": 3.0, "passed": False, "message": "two parts failed", "category": "dtype",
-                    "parts": [
-                        {"name": "shape", "label": "形状", "points": 1.5, "score": 1.5, "passed": True,
-                         "message": "", "category": None},
-                        {"name": "dtype", "label": "dtype", "points": 0.75, "score": 0.0, "passed": False,
-                         "message": "数值 (values) 不对 but carried", "category": "dtype"},
-                        {"name": "device", "label": "device", "points": 0.75, "score": 0.0, "passed": False,
-                         "message": "x", "category": "device"}]}})},
+                "reasons": ["test_a: 内核与验证不一致"],
+                "verdicts": dict({g: full(g) for g in CELLS.tests}, **{A: verdict(
+                    part("shape", 1.5), part("dtype", 0.75, False, "dtype", "数值 (values) 不对 but carried"),
+                    part("device", 0.75, False, "device", "x"))})},
         # nothing readable: no verdicts at all
         "dan": {"student": "dan", "status": "unreadable", "flags": ["unreadable_notebook"], "verdicts": {},
                 "reasons": ["notebook 无法读取 (unreadable notebook): not JSON"]},
-        # a timeout without verdicts for the last two cells, an error with a verdict for the first
+        # an error with a verdict; a timeout without one for the bonus
         "eve": {"student": "eve", "status": "failed", "flags": ["autograde_failed", "timeout"],
-                "reasons": ["超时"], "messages": {T6: "cell timed out"},
-                "verdicts": dict({g: passed(g) for g in TESTS[:4]},
-                                 **{T5: {"passed": False, "message": "conv_flops 出错：ZeroDivisionError: x"}})},
+                "reasons": ["超时"], "messages": {D: "cell timed out"},
+                "verdicts": dict({g: full(g) for g in (A, B)},
+                                 **{C: verdict(part("values", 2.0, False, "error", "f 出错：ZeroDivisionError: x"))})},
     }
     return book, results
 
 
-def test_build_groups_carried_and_fallback_categories(made_up_class):
-    book, results = made_up_class
+@pytest.mark.fast
+def test_build_groups_failures_by_the_parts_categories(made_up_class):
     data = build(ASSIGNMENT, CELLS, *made_up_class)
     groups = {cell: {code: set(g["students"]) for code, g in cats.items()} for cell, cats in data["categories"].items()}
-    # ben: fallback classifier; cai: categories carried by the parts (not by their message text)
-    assert groups[T1] == {"dtype": {"ben", "cai"}, "device": {"cai"}, "broken_notebook": {"dan"}}
-    assert groups[T2] == groups[T3] == {"dtype": {"ben"}, "broken_notebook": {"dan"}}
+    assert groups[A] == {"dtype": {"ben", "cai"}, "device": {"cai"}, "broken_notebook": {"dan"}}
+    assert groups[B] == {"dtype": {"ben"}, "broken_notebook": {"dan"}}
     # eve: an error with its exception type; no verdict + timeout flag -> timeout
-    assert groups[T5] == {"broken_notebook": {"dan"}, "error": {"eve"}}
-    assert data["categories"][T5]["error"]["details"] == {"ZeroDivisionError": 1}
-    assert groups[T6] == groups[T7] == {"broken_notebook": {"dan"}, "timeout": {"eve"}}
-    assert data["categories"][T1]["dtype"]["example"].startswith("AssertionError: 数据类型 (dtype)")
-    assert data["overall"]["broken_notebook"] == 7 and data["overall"]["dtype"] == 4
+    assert groups[C] == {"broken_notebook": {"dan"}, "error": {"eve"}}
+    assert data["categories"][C]["error"]["details"] == {"ZeroDivisionError": 1}
+    assert groups[D] == {"broken_notebook": {"dan"}, "timeout": {"eve"}}  # extra credit missed is a failure too
+    assert data["categories"][A]["dtype"]["example"].startswith("数据类型 (dtype)")
+    assert data["overall"]["broken_notebook"] == 4 and data["overall"]["dtype"] == 3
 
 
+@pytest.mark.fast
 def test_build_counts_shares_late_attention_and_manual(made_up_class):
     data = build(ASSIGNMENT, CELLS, *made_up_class)
     assert data["students"] == 5  # fay has no submission: not in the distribution
-    assert data["totals"] == {"ana": 20.0, "ben": 9.0, "cai": 16.5, "dan": 0.0, "eve": 12.0}
-    assert {lo: n for lo, _, n in data["histogram"] if n} == {0.0: 1, 9.0: 1, 12.0: 1, 16.0: 1, 20.0: 1}
-    assert data["cells"][T1] == {"full": 2, "partial": 1, "zero": 2, "points": 3.0}
-    assert data["cells"][T5] == {"full": 3, "partial": 0, "zero": 2, "points": 2.0}
-    # contract items appear once any result has parts
-    assert data["parts"] == {"test_corr2d · shape": {"full": 1, "partial": 0, "zero": 0, "label": "形状"},
-                             "test_corr2d · dtype": {"full": 0, "partial": 0, "zero": 1, "label": "dtype"},
-                             "test_corr2d · device": {"full": 0, "partial": 0, "zero": 1, "label": "device"}}
+    assert data["totals"] == {"ana": 12.0, "ben": 4.0, "cai": 8.5, "dan": 0.0, "eve": 6.0}
+    assert data["extra"] == [D]
+    # ana's 12 of 10: extra credit lands in the top bin
+    assert {lo: n for lo, _, n in data["histogram"] if n} == {0.0: 1, 4.0: 1, 6.0: 1, 8.0: 1, 10.0: 1}
+    assert data["cells"][A] == {"full": 2, "partial": 1, "zero": 2, "points": 3.0}
+    assert data["cells"][C] == {"full": 3, "partial": 0, "zero": 2, "points": 2.0}
+    assert data["parts"]["test_a · dtype"] == {"full": 0, "partial": 0, "zero": 1, "label": "dtype"}
     assert [x["student"] for x in data["late"]] == ["ben"]
     assert data["late"][0]["hours_late"] == 2.0 and data["late"][0]["penalty"] == 1.0
     assert [a["student"] for a in data["attention"]] == ["cai", "dan", "eve"]  # "late" alone is quiet
     assert any("unreadable" in w for w in data["attention"][1]["why"])
-    assert data["manual"] == {"written_1x1": ["ben", "cai", "eve"]}
+    assert data["manual"] == {"written": ["ben", "cai", "eve"]}
 
 
+@pytest.mark.fast
 def test_a_line_for_each_student(made_up_class):
-    data = build(ASSIGNMENT, CELLS, *made_up_class)
+    policy = load_contract(ROOT, ASSIGNMENT).policy
+    data = build(ASSIGNMENT, CELLS, *made_up_class, tips=analytics.hints(policy))
     lines = data["lines"]
-    assert lines["ben"].startswith("ben（9/20）：corr2d, corr2d_multi_in, corr2d_multi_in_out: dtype — ")
-    assert "X.new_zeros" in lines["ben"]
-    assert "conv_flops: error ZeroDivisionError" in lines["eve"] and "timeout" in lines["eve"]
+    assert lines["ben"].startswith("ben（4/10）：a, b: dtype — ")
+    assert "X.new_zeros" in lines["ben"]  # the assignment's hint, not the engine's
+    assert "c: error ZeroDivisionError" in lines["eve"] and "timeout" in lines["eve"]
     assert "全部通过" in lines["ana"]
 
 
+@pytest.mark.fast
 def test_the_page_is_self_contained_and_escapes_student_text(made_up_class):
     book, results = made_up_class
-    results["ben"]["verdicts"][T1]["message"] = "数据类型 (dtype) <script>alert(1)</script></script>"
+    results["ben"]["verdicts"][A]["parts"][0]["message"] = "数据类型 (dtype) <script>alert(1)</script></script>"
     page = analytics.render(build(ASSIGNMENT, CELLS, book, results))
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
     assert page.count("<img ") == 4 and page.count('src="data:image/png;base64,') == 4
     assert "http://" not in page and "https://" not in page
     data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
-    assert data["totals"]["cai"] == 16.5
+    assert data["totals"]["cai"] == 8.5
 
 
+@pytest.mark.fast
 def test_charts_fall_back_to_english_without_a_cjk_font(monkeypatch):
     monkeypatch.setitem(plots._font_cache, "cjk", None)
     assert plots.text("形状不对 (wrong shape)") == "wrong shape"
@@ -258,33 +238,25 @@ def test_charts_fall_back_to_english_without_a_cjk_font(monkeypatch):
     assert uri.startswith("data:image/png;base64,")
 
 
+@pytest.mark.fast
 def test_a_cjk_font_is_found_when_installed():
     require(any(Path("/usr/share/fonts").rglob("NotoSansCJK*")), "fonts-noto-cjk is not installed")
     assert plots.cjk_font() and "CJK" in plots.cjk_font()
 
 
+@pytest.mark.fast
+def test_a_cjk_font_installed_after_matplotlib_cached_its_list_is_found(monkeypatch):
+    """`make demo` before `make test` on a fresh machine: matplotlib's font cache was written
+    before fonts-noto-cjk was installed. The font files are found all the same."""
+    require(any(Path("/usr/share/fonts").rglob("NotoSansCJK*")), "fonts-noto-cjk is not installed")
+    from matplotlib import font_manager
+    stale = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name and "CJK" not in f.fname]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    monkeypatch.delitem(plots._font_cache, "cjk", raising=False)
+    assert plots.cjk_font() and "CJK" in plots.cjk_font()
+
+
 # --- 3. the sample class ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def sample_class(tmp_path_factory):
-    """The bundled sample class graded once in a scratch copy (as `make demo` does), and its report."""
-    from grading.batch import grade
-    from grading.fill import fill_class
-    from grading.sandbox import sandbox_status
-    saved = os.environ.get("CHANNELS_ALLOW_UNSANDBOXED")
-    if not sandbox_status()[0]:
-        os.environ["CHANNELS_ALLOW_UNSANDBOXED"] = "1"  # trusted samples, as the demo does
-    try:
-        course = make_course(tmp_path_factory.mktemp("analytics") / "course")
-        fill_class(ROOT / "samples" / "class", course, ASSIGNMENT)
-        grade(course, ASSIGNMENT, jobs=2, progress=False)
-    finally:
-        if saved is None:
-            os.environ.pop("CHANNELS_ALLOW_UNSANDBOXED", None)
-        else:
-            os.environ["CHANNELS_ALLOW_UNSANDBOXED"] = saved
-    return course, analytics.write_report(course)
-
 
 def gradebook_of(course):
     """{student: {grade_id: points}} read with the pipeline's own gradebook helper."""
@@ -300,7 +272,7 @@ def observed(data):
 @pytest.mark.timeout(900)
 def test_sample_class_categories(sample_class):
     course, _ = sample_class
-    data = analytics.collect(course)
+    data = analytics.collect(course, ASSIGNMENT)
     got = observed(data)
     assert got == EXPECTED_CATEGORIES, "observed table:\n" + json.dumps(
         {c: {k: sorted(v) for k, v in cats.items()} for c, cats in got.items()}, indent=1)
@@ -309,13 +281,8 @@ def test_sample_class_categories(sample_class):
         for code, students in cats.items():
             counts[code] = counts.get(code, 0) + len(students)
     assert data["overall"] == counts
-    assert counts == {"unanswered": 12, "shape": 9, "values": 7, "conv_used": 5, "dtype": 3,
-                      "loop": 2, "input_modified": 1, "too_slow": 1, "error": 1}
-    # every group has an example message, which the fallback would have put in the same category
-    for cats in data["categories"].values():
-        for code, g in cats.items():
-            assert g["example"] and classify_message(g["example"]) == code, (code, g["example"])
-    assert data["categories"][T5]["error"]["details"] == {"KeyError": 1}
+    # every group has an example message for the teacher to read
+    assert all(g["example"] for cats in data["categories"].values() for g in cats.values())
     assert data["attention"] == [] and data["late"] == [] and data["no_verdicts"] == []
     assert "X.new_zeros" in data["lines"]["textbook"]
 
@@ -323,7 +290,7 @@ def test_sample_class_categories(sample_class):
 @pytest.mark.timeout(900)
 def test_sample_class_numbers_are_the_gradebooks(sample_class):
     course, _ = sample_class
-    data = analytics.collect(course)
+    data = analytics.collect(course, ASSIGNMENT)
     book = gradebook_of(course)
     assert data["totals"] == {s: sum(g.values()) for s, g in book.items()}
     assert data["students"] == len(book) == len(list((ROOT / "samples" / "class").glob("*.py")))
@@ -355,8 +322,9 @@ def test_demo_ends_with_the_report_and_writes_the_lms_files(tmp_path):
                           cwd=course, env=venv_env(), capture_output=True, text=True, timeout=1100)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
-    assert last == f"班级报告 (class report): {course / analytics.REPORT_PATH}", last
-    page = (course / analytics.REPORT_PATH).read_text(encoding="utf-8")
+    assert last == f"班级报告 (class report): {course / analytics.COURSE_REPORT}", last
+    assert f"班级报告 (class report): {course / analytics.report_path(ASSIGNMENT)}" in proc.stdout
+    page = (course / analytics.report_path(ASSIGNMENT)).read_text(encoding="utf-8")
     assert "textbook" in page and page.count('src="data:image/png;base64,') >= 3
     for name in ("grades-canvas.csv", "grades-moodle.csv"):
         assert len((course / name).read_text(encoding="utf-8").splitlines()) >= 4, name
@@ -367,7 +335,8 @@ def test_report_page_in_a_browser(sample_class):
     """Headless Chromium opens the page from disk: every image loads, nothing leaves the machine,
     and the numbers it shows are the gradebook's."""
     sync_playwright = require_browser()
-    course, page_path = sample_class
+    course, _ = sample_class
+    page_path = analytics.write_report(course, ASSIGNMENT)
     book = gradebook_of(course)
     ARTIFACTS.mkdir(exist_ok=True)
     outside, errors = [], []

@@ -1,11 +1,13 @@
-"""The assignment notebook source/channels/channels.ipynb and its helper module checks.py.
+"""The assignment notebook source/channels/channels.ipynb, its checks.py and policy.py.
 
-- the grade ids, points and cell layout follow the contract in the README;
-- graded by nbgrader, the solution scores every autograded point, the release scores
-  nothing, and a typical mistake loses exactly the cells that depend on it;
-- each test cell, run on its own with only the answer functions in scope, passes for the
-  solution and fails for a typical wrong answer with a Chinese message naming the case;
-- checks.forbid_conv / call_checked catch every way to reach a convolution, and only those.
+- the grade ids, points and cell layout follow the contract in the README; the bonus is
+  extra credit (0 nbgrader points, its own points on top);
+- graded by a plain `nbgrader autograde`, the solution scores every point (and the extra
+  credit), the release scores nothing, the book's corr2d loses its own dtype and shape parts;
+- each test cell, run on its own with only the answer functions in scope (as in the
+  student's notebook), passes for the solution and fails for a typical wrong answer with a
+  Chinese message naming the case; the book's code fails a VISIBLE test on the dtype;
+- checks.call_checked catches every way to reach a convolution (policy.py), and only those.
 """
 import json
 import re
@@ -21,10 +23,11 @@ NOTEBOOK = SOURCE_DIR / f"{ASSIGNMENT}.ipynb"
 #: The contract: autograded test cells and their points, the manual answer, the answer functions.
 TEST_POINTS = {
     "test_corr2d": 3, "test_corr2d_multi_in": 3, "test_corr2d_multi_in_out": 3,
-    "test_corr2d_multi_in_out_1x1": 3, "test_conv_flops": 2, "test_conv2d_layer": 2,
-    "test_corr2d_multi_in_out_fast": 2,
+    "test_corr2d_multi_in_out_1x1": 3, "test_conv_flops": 2, "test_conv2d_layer": 3,
+    "test_corr2d_multi_in_out_fast": 0,  # extra credit: 0 in nbgrader, EXTRA on top
 }
-MANUAL_POINTS = {"written_1x1": 2}
+EXTRA = {"test_corr2d_multi_in_out_fast": 2}
+MANUAL_POINTS = {"written_1x1": 3}
 FUNCTIONS = {  # solution cell grade_id -> the functions it defines
     "corr2d": ["corr2d"], "corr2d_multi_in": ["corr2d_multi_in"],
     "corr2d_multi_in_out": ["corr2d_multi_in_out"], "corr2d_multi_in_out_1x1": ["corr2d_multi_in_out_1x1"],
@@ -45,6 +48,7 @@ def by_grade_id():
 
 # --- layout ---------------------------------------------------------------------------------
 
+@pytest.mark.fast
 def test_every_cell_has_nbgrader_metadata_and_points_follow_the_contract():
     cells = load_cells()
     ids = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in cells]
@@ -67,6 +71,7 @@ def test_every_cell_has_nbgrader_metadata_and_points_follow_the_contract():
             assert kind == (False, False, True), f"instruction cell {meta['grade_id']} must be locked"
 
 
+@pytest.mark.fast
 def test_each_answer_is_followed_by_its_test_cell_with_a_docstring():
     ids = [c["metadata"]["nbgrader"]["grade_id"] for c in load_cells()]
     source = by_grade_id()
@@ -81,15 +86,17 @@ def test_each_answer_is_followed_by_its_test_cell_with_a_docstring():
             assert re.search(rf"^def {name}\(", source[answer], re.M), f"{answer} must define {name}"
 
 
+@pytest.mark.fast
 def test_headings_show_the_points_and_the_total():
     source = by_grade_id()
     assert "总分 20 分" in source["intro"]
-    assert "自动评分 (autograded) 18 分" in source["intro"]
-    for section, points in [("sec_corr2d", 3), ("sec_multi_in", 3), ("sec_multi_in_out", 3), ("sec_1x1", 3),
-                            ("sec_written_1x1", 2), ("sec_flops", 2), ("sec_layer", 2), ("sec_fast", 2)]:
+    assert "自动评分 (autograded) 17 分" in source["intro"] and "不做也能拿满 20 分" in source["intro"]
+    for section, points in [("sec_corr2d", "3"), ("sec_multi_in", "3"), ("sec_multi_in_out", "3"), ("sec_1x1", "3"),
+                            ("sec_written_1x1", "3"), ("sec_flops", "2"), ("sec_layer", "3"), ("sec_fast", "+2")]:
         assert f"（{points} 分" in source[section].splitlines()[0], section
 
 
+@pytest.mark.fast
 def test_graded_notebook_does_not_import_d2l():
     assert "d2l import" not in by_grade_id()["imports"]
     for cell in load_cells():
@@ -115,7 +122,7 @@ def submit(course, student, notebook):
     (dest / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
 
 
-def test_autograde_solution_full_release_zero_book_corr2d_loses_its_cells(course):
+def test_autograde_solution_full_release_zero_book_corr2d_loses_its_own_parts_once(course):
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     source = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     release = json.loads((course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(encoding="utf-8"))
@@ -130,26 +137,26 @@ def test_autograde_solution_full_release_zero_book_corr2d_loses_its_cells(course
 
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        def auto_scores(student):
+        def scores(student):  # extra credit included
             sub = gb.find_submission(ASSIGNMENT, student)
-            return {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades if g.name in TEST_POINTS}
-        solution, untouched, book_scores = (auto_scores(s) for s in ("solution", "untouched", "book"))
-    assert solution == TEST_POINTS, "the source notebook must score every autograded point"
-    assert sum(solution.values()) == AUTO_TOTAL == 18
+            return {g.name: g.score for nb in sub.notebooks for g in nb.grades if g.name in TEST_POINTS}
+        solution, untouched, book_scores = (scores(s) for s in ("solution", "untouched", "book"))
+        top = gb.find_assignment(ASSIGNMENT).max_score
+    assert solution == {**TEST_POINTS, **EXTRA}, "the source notebook must score every autograded point"
+    assert sum(solution.values()) == AUTO_TOTAL + sum(EXTRA.values()) and AUTO_TOTAL == 17 and top == 20
     assert untouched == dict.fromkeys(TEST_POINTS, 0), "the untouched release must score 0"
-    # float32 out for float64 in: the dtype part of corr2d fails, and of the two functions built on it;
-    # every other part keeps its points (partial credit, points from the contract).
+    # float32 out for float64 in, and no shape check: the dtype and shape parts of corr2d fail,
+    # once: the functions built on it are graded with the instructor's corr2d.
     from expect import expected_scores
-    lost = {"test_corr2d:dtype", "test_corr2d_multi_in:dtype", "test_corr2d_multi_in_out:dtype"}
-    assert book_scores == expected_scores(lost)
+    assert book_scores == expected_scores({"test_corr2d:dtype", "test_corr2d:shapes"})
 
     # The feedback shows what scored: every part with ✓/✗ and its message, the score as the result.
     graded = json.loads((course / "autograded" / "book" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text("utf-8"))
     test_cell = next(c for c in graded["cells"] if c["metadata"]["nbgrader"]["grade_id"] == "test_corr2d")
     shown = "".join(test_cell["outputs"][0]["data"]["text/plain"])
-    assert "✗ float64" in shown and "✓ 书中例子" in shown and "✓ 不修改输入" in shown, shown
+    assert "✗ float64" in shown and "✓ 书中例子" in shown and "✓ 不修改输入" in shown and "✗ 形状不对" in shown, shown
     assert "数据类型 (dtype) 不对：期望 torch.float64，得到 torch.float32" in shown
-    assert "［用例 corr2d 随机输入" in shown
+    assert "［用例 corr2d 书中例子，float64" in shown
     result = test_cell["outputs"][-1]
     assert result["output_type"] == "execute_result" and float("".join(result["data"]["text/plain"])) == \
         book_scores["test_corr2d"]
@@ -181,11 +188,15 @@ def solution(checks):
     return {name: namespace[name] for names in FUNCTIONS.values() for name in names}
 
 
-def run_test_cell(test_id, functions):
-    """Run a test cell as the out-of-kernel verifier does: only the answer functions in scope."""
-    exec(compile(by_grade_id()[test_id], test_id, "exec"), dict(functions))
+def run_test_cell(test_id, functions, visible_only=False):
+    """Run a test cell with only the answer functions in scope (visible_only: as the student's notebook has it)."""
+    source = by_grade_id()[test_id]
+    if visible_only:
+        source = source.split("### BEGIN HIDDEN TESTS")[0]
+    exec(compile(source, test_id, "exec"), dict(functions))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("test_id", TEST_POINTS)
 def test_solution_passes_each_self_contained_test_cell(test_id, solution):
     run_test_cell(test_id, solution)
@@ -201,11 +212,24 @@ def wrong_answers(torch, solution):
         X.zero_()
         return Y
 
+    def checked(fn):  # a wrong answer that does check its shapes: the failure is its own
+        def answer(X, K):
+            if X.dim() != K.dim() or any(k > x for x, k in zip(X.shape[-2:], K.shape[-2:])) or (
+                    X.dim() == 3 and K.shape[-2:] != (1, 1) and fn.__name__ == "one_by_one"):
+                raise ValueError("shape")
+            return fn(X, K)
+        return answer
+
     def conv2d_layer_without_bias(K, b):
         layer = torch.nn.Conv2d(K.shape[1], K.shape[0], tuple(K.shape[2:]), bias=False, dtype=K.dtype)
         with torch.no_grad():
             layer.weight.copy_(K)
         return layer
+
+    def one_by_one(X, K):  # right values with the checks, but no matrix product
+        if K.shape[1:] != (X.shape[0], 1, 1):
+            raise ValueError("K is not (c_o, c_i, 1, 1)")
+        return (K * X[None]).sum(dim=1)
 
     def fast_by_rows(X, K):  # a loop over output rows is still a loop over output pixels
         k_h, k_w = K.shape[2:]
@@ -216,21 +240,22 @@ def wrong_answers(torch, solution):
     # name: (test cell, replaced function, wrong version, words expected in the message)
     return {
         "book corr2d (float32 out)": ("test_corr2d", "corr2d", book["corr2d"], "数据类型 (dtype) 不对"),
-        "corr2d via F.conv2d": ("test_corr2d", "corr2d", lambda X, K: F.conv2d(X[None, None], K[None, None])[0, 0],
+        "corr2d via F.conv2d": ("test_corr2d", "corr2d",
+                                checked(lambda X, K: F.conv2d(X[None, None], K[None, None])[0, 0]),
                                 "卷积算子 (convolution operator) aten.convolution"),
-        "corr2d changes X": ("test_corr2d", "corr2d", corr2d_then_clears_X, "修改了输入 X（原地操作 in-place）"),
+        "corr2d changes X": ("test_corr2d", "corr2d", corr2d_then_clears_X, "修改了第 1 个参数（原地操作 in-place）"),
         "multi_in forgets to sum channels": ("test_corr2d_multi_in", "corr2d_multi_in",
                                              lambda X, K: solution["corr2d"](X[0], K[0]), "数值 (values) 不对"),
         "multi_in_out squeezes c_o": ("test_corr2d_multi_in_out", "corr2d_multi_in_out",
                                       lambda X, K: solution["corr2d_multi_in_out"](X, K).squeeze(0),
                                       "形状 (shape) 不对：期望 (1, 4, 4)，得到 (4, 4)"),
         "1x1 without matmul": ("test_corr2d_multi_in_out_1x1", "corr2d_multi_in_out_1x1",
-                               lambda X, K: (K * X[None]).sum(dim=1), "没有用矩阵乘法 (matrix multiplication)"),
+                               one_by_one, "只做一次矩阵乘法 (matrix multiplication)，实际做了 0 次"),
         "conv_flops counts twice": ("test_conv_flops", "conv_flops", lambda *s: 2 * solution["conv_flops"](*s),
-                                    "数值不对：期望 1.024e+09，得到 2.048e+09"),
+                                    "数值 (values) 不对：期望 1.024e+09，得到 2.048e+09"),
         "train_hours in seconds": ("test_conv_flops", "train_hours", lambda flop, tflops: flop / (tflops * 1e12),
-                                   "数值不对：期望 18.52，得到 66666.7"),
-        "layer without bias": ("test_conv2d_layer", "conv2d_layer", conv2d_layer_without_bias, "没有偏置 (bias)"),
+                                   "数值 (values) 不对：期望 18.52，得到 66666.7"),
+        "layer without bias": ("test_conv2d_layer", "conv2d_layer", conv2d_layer_without_bias, "没有 bias"),
         "fast loops over rows": ("test_corr2d_multi_in_out_fast", "corr2d_multi_in_out_fast", fast_by_rows,
                                  "Python 循环 (loop)"),
     }
@@ -241,6 +266,7 @@ WRONG = ["book corr2d (float32 out)", "corr2d via F.conv2d", "corr2d changes X",
          "layer without bias", "fast loops over rows"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("wrong", WRONG)
 def test_typical_wrong_answer_fails_with_a_chinese_message(wrong, solution):
     import torch
@@ -253,89 +279,134 @@ def test_typical_wrong_answer_fails_with_a_chinese_message(wrong, solution):
     assert message.count("\n") <= 1 and len(message) < 300, f"one or two short lines: {message}"
 
 
-# --- checks.py --------------------------------------------------------------------------------
+@pytest.mark.parametrize("wrong", ["book corr2d (float32 out)", "corr2d changes X", "1x1 without matmul",
+                                   "layer without bias", "fast loops over rows"])
+@pytest.mark.fast
+def test_every_graded_rule_fails_a_visible_test(wrong, solution):
+    """Hidden tests check more cases, never new rules: each rule has a visible test the student runs."""
+    import torch
+    test_id, name, fn, words = wrong_answers(torch, solution)[wrong]
+    with pytest.raises(AssertionError) as failure:
+        run_test_cell(test_id, {**solution, name: fn}, visible_only=True)
+    assert words in str(failure.value)
 
-def test_forbid_conv_catches_every_route_to_a_convolution(checks):
+
+@pytest.mark.fast
+def test_the_books_code_fails_the_visible_dtype_test_and_says_what_to_change(solution):
+    import torch
+    book = {"torch": torch}
+    exec(BOOK_CORR2D, book)
+    with pytest.raises(AssertionError) as failure:
+        run_test_cell("test_corr2d", {**solution, "corr2d": book["corr2d"]}, visible_only=True)
+    assert "数据类型 (dtype) 不对" in str(failure.value) and "X.new_zeros" in str(failure.value)
+
+
+# --- checks.py and the test-cell API ----------------------------------------------------------
+
+@pytest.mark.fast
+def test_call_checked_catches_every_route_to_a_convolution(checks):
     import torch
     import torch.nn.functional as F
     from torch.nn.functional import conv2d as imported_early  # an alias taken before the check starts
     X, K = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 2, 2)
     routes = {
-        "F.conv2d": lambda: F.conv2d(X, K),
-        "torch.conv2d": lambda: torch.conv2d(X, K),
-        "nn.Conv2d": lambda: torch.nn.Conv2d(2, 3, 2)(X),
-        "alias": lambda: imported_early(X, K),
-        "aten": lambda: torch.ops.aten.convolution(X, K, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
-        "conv_transpose2d": lambda: F.conv_transpose2d(X, K.transpose(0, 1)),
+        "F.conv2d": lambda X, K: F.conv2d(X, K),
+        "torch.conv2d": lambda X, K: torch.conv2d(X, K),
+        "nn.Conv2d": lambda X, K: torch.nn.Conv2d(2, 3, 2)(X),
+        "alias": lambda X, K: imported_early(X, K),
+        "aten": lambda X, K: torch.ops.aten.convolution(X, K, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        "conv_transpose2d": lambda X, K: F.conv_transpose2d(X, K.transpose(0, 1)),
     }
-    for route, call in routes.items():
+    for route, fn in routes.items():
         with pytest.raises(AssertionError, match=r"卷积算子 \(convolution operator\) aten\.\w*conv"):
-            with checks.forbid_conv("corr2d", route):
-                call()
+            checks.call_checked(fn, X, K, case=route)
 
 
-def test_forbid_conv_allows_matmul_unfold_and_views(checks):
+@pytest.mark.fast
+def test_the_convolution_rule_allows_matmul_unfold_and_views(checks):
+    import testkit
     import torch
     import torch.nn.functional as F
     X, K = torch.randn(2, 6, 6), torch.randn(3, 2, 2, 2)
-    with checks.forbid_conv() as ops:
+
+    def allowed(X, K):
         F.unfold(X[None], (2, 2))
         X.unfold(1, 2, 1).unfold(2, 2, 1)
         K.reshape(3, -1) @ torch.randn(8, 25)
         torch.einsum("oi,ihw->ohw", K[:, :, 0, 0], X)
         torch.tensordot(K, torch.randn(2, 2, 2, 4), dims=3)
-        torch.randn(3, 3).to(torch.float64)  # aten._to_copy: "to", not "conv"
-    assert "im2col" in ops and "mm" in ops
+        return torch.randn(3, 3).to(torch.float64)  # aten._to_copy: "to", not "conv"
+
+    checks.call_checked(allowed, X, K, case="allowed")
+    _, ops = testkit.record_ops(allowed, X, K)
+    assert "im2col" in ops and "mm" in ops and not testkit.forbidden_ops(ops, checks.FORBIDDEN_OPS)
 
 
+@pytest.mark.fast
 def test_call_checked_returns_the_result_and_compares_inputs(checks):
     import torch
     X, K = torch.randn(4, 4), torch.randn(2, 2)
     assert torch.equal(checks.call_checked(lambda X, K: X + 0, X, K, case="ok"), X)
-    with pytest.raises(AssertionError, match="修改了输入 K"):
+    with pytest.raises(AssertionError, match="修改了第 2 个参数"):
         checks.call_checked(lambda X, K: K.mul_(2), X, K, case="K changed")
 
 
+@pytest.mark.fast
 def test_assert_close_checks_type_shape_dtype_device_then_values(checks):
+    import testkit
     import torch
     Y = torch.tensor([[56.0, 72.0], [104.0, 120.0]])
-    checks.assert_close(Y.clone(), Y, "same")
-    checks.assert_close(Y + 5e-5, Y, "within float32 tolerance")
+    testkit.assert_close(Y.clone(), Y, "same")
+    testkit.assert_close(Y + 5e-5, Y, "within float32 tolerance")
     failures = {
         "函数返回了 None": None,
         "应返回张量 (torch.Tensor)，得到 list": Y.tolist(),
         "形状 (shape) 不对：期望 (2, 2)，得到 (3, 3)": torch.zeros(3, 3),
         "数据类型 (dtype) 不对：期望 torch.float32，得到 torch.float64": Y.double(),
-        "位置 (1, 0) 误差 3：期望 104，得到 101": Y - torch.tensor([[0.0, 0.0], [3.0, 0.0]]),
-        "位置 (0, 1) 误差 inf：期望 72，得到 nan": Y * torch.tensor([[1.0, float("nan")], [1.0, 1.0]]),
+        "位置 (1, 0)：期望 104，得到 101": Y - torch.tensor([[0.0, 0.0], [3.0, 0.0]]),
+        "位置 (0, 1)：期望 72，得到 nan": Y * torch.tensor([[1.0, float("nan")], [1.0, 1.0]]),
     }
     for words, got in failures.items():
         with pytest.raises(AssertionError) as failure:
-            checks.assert_close(got, Y, "book")
+            testkit.assert_close(got, Y, "book")
         assert words in str(failure.value) and str(failure.value).endswith("［用例 book］")
     with pytest.raises(AssertionError, match="1/4 个元素超出容差"):
-        checks.assert_close(Y + torch.tensor([[0.0, 0.0], [0.0, 1e-3]]), Y, "exact", atol=0, rtol=0)
+        testkit.assert_close(Y + torch.tensor([[0.0, 0.0], [0.0, 1e-3]]), Y, "exact", atol=0, rtol=0)
 
 
+@pytest.mark.fast
+def test_a_flipped_kernel_is_named(checks):
+    import testkit
+    X, K = checks.book_example(c_i=1)
+    flipped = checks.reference_corr2d(X, K.flip(0, 1)).float()
+    with pytest.raises(AssertionError, match="核被上下、左右翻转了"):
+        testkit.assert_close(flipped, checks.BOOK_Y1, "flip", diagnose=checks.diagnose_corr2d(checks.reference_corr2d, X, K))
+
+
+@pytest.mark.fast
 def test_bonus_solution_is_much_faster_than_the_loop_baseline(checks, solution):
-    """The hidden timing check of the bonus question, on the reference answer (margin ~100x, asks 5x)."""
-    X, K = checks.random_tensors(120, (8, 50, 50), (8, 8, 3, 3))
-    checks.assert_faster(solution["corr2d_multi_in_out_fast"], checks.loop_corr2d_multi_in_out, (X, K), 5, "bonus")
-    checks.assert_close(solution["corr2d_multi_in_out_fast"](X, K), checks.reference_corr2d_multi_in_out(X, K).to(X),
-                        "bonus")
+    """The timing check of the bonus question, on the reference answer (margin ~100x, asks 5x)."""
+    import testkit
+    X, K = testkit.random_tensors(120, (8, 50, 50), (8, 8, 3, 3))
+    want = checks.expected(checks.reference_corr2d_multi_in_out, X, K)
+    testkit.assert_faster(solution["corr2d_multi_in_out_fast"], checks.loop_corr2d_multi_in_out, (X, K), 5, "bonus",
+                          check=lambda Y: testkit.assert_close(Y, want, "bonus"))
 
 
 # --- the contract: points split into parts, read from the source notebook -----------------------
 
+@pytest.mark.fast
 def test_every_test_cell_splits_its_points_into_parts():
     from grading.contract import load_contract
     contract = load_contract(ROOT, ASSIGNMENT)  # raises ContractError if parts do not add up
-    assert contract.max_scores == {**TEST_POINTS, **MANUAL_POINTS}
+    assert contract.max_scores == {**TEST_POINTS, **MANUAL_POINTS} and contract.max_total == 20
+    assert contract.extra_credit == EXTRA
     for test in contract.tests:
         assert len(test.parts) >= 2, f"{test.grade_id}: partial credit needs parts"
         assert all(p.label and p.points > 0 for p in test.parts), test.grade_id
 
 
+@pytest.mark.fast
 def test_a_contract_whose_parts_do_not_add_up_is_refused():
     import nbformat
     from grading.contract import ContractError, parts_of
@@ -349,3 +420,18 @@ def test_a_contract_whose_parts_do_not_add_up_is_refused():
     cell.source += 'with part("a", 2, "A"):\n    pass\n'
     with pytest.raises(ContractError, match="declared twice"):
         parts_of(cell)
+
+
+@pytest.mark.fast
+def test_the_policy_is_data_and_a_bad_one_is_refused(tmp_path):
+    from grading.contract import ContractError, load_policy
+    policy = load_policy(SOURCE_DIR)
+    assert policy.forbidden_ops and policy.layers == ("Conv2d",) and policy.extra_credit == EXTRA
+    assert policy.reference_earlier_answers and "dtype" in policy.hints
+    assert load_policy(tmp_path).forbidden_ops is None  # no policy.py: plain nbgrader's rules
+    for text, words in [("import os\n", "only NAME = literal"), ("FORBIDEN_OPS = 'x'\n", "unknown setting"),
+                        ("FORBIDDEN_OPS = '('\n", "regular expression"), ("LAYERS = open('x')\n", "literal"),
+                        ("EXTRA_CREDIT = {'t': -1}\n", "positive")]:
+        (tmp_path / "policy.py").write_text(text)
+        with pytest.raises(ContractError, match=words):
+            load_policy(tmp_path)

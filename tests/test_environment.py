@@ -52,6 +52,7 @@ def environment_pip_list(spec):
     return lists[0]
 
 
+@pytest.mark.fast
 def test_environment_yml_is_a_conda_environment():
     spec = environment_spec()
     assert spec["name"]
@@ -61,6 +62,7 @@ def test_environment_yml_is_a_conda_environment():
     assert "pip" in conda_deps
 
 
+@pytest.mark.fast
 def test_environment_yml_pins_match_requirements():
     req = requirements_pins()
     env = parse_pins(environment_pip_list(environment_spec()))
@@ -72,6 +74,7 @@ def test_environment_yml_pins_match_requirements():
     )
 
 
+@pytest.mark.fast
 def test_venv_has_the_pinned_versions():
     assert sys.version_info[:2] == (3, 11), f"the course runs on Python 3.11, this is {sys.version.split()[0]}"
     req = requirements_pins()
@@ -107,6 +110,7 @@ def test_server_extensions_enabled():
     ("no-such-python3.11", "was not found"),
     ("FAKE", "is Python 3.12"),
 ])
+@pytest.mark.fast
 def test_setup_venv_refuses_other_pythons(tmp_path, python, says):
     if python == "FAKE":  # an interpreter that claims to be 3.12
         fake = tmp_path / "python3.12"
@@ -122,6 +126,7 @@ def test_setup_venv_refuses_other_pythons(tmp_path, python, says):
     assert not venv.exists()
 
 
+@pytest.mark.fast
 def test_system_deps_quiet_when_everything_is_installed():
     require(shutil.which("dpkg-query"), "this is not a Debian system (no dpkg-query)")
     have = subprocess.run(["dpkg-query", "-W", "-f=${Status}\n", "chromium", "fonts-noto-cjk", "bubblewrap"],

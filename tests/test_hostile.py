@@ -14,7 +14,7 @@ import time
 
 from expect import got_lost, normalise
 from conftest import ASSIGNMENT, make_course, require
-from hostile.corpus import ALL_TESTS, CASES, answers_served, build
+from hostile.corpus import CASES, answers_served, build
 
 #: Per-cell timeout of this scratch course (the course's own is 120 s): the corpus has loops
 #: that never end, and the grading of one notebook waits this long for each of them.
@@ -67,8 +67,8 @@ def _gradebook_state(course):
 
 
 def test_hostile_batch(tmp_path):
-    from grading.batch import grade
-    from grading.sandbox import sandbox_status
+    from grading.run.batch import grade
+    from grading.jail.sandbox import sandbox_status
     ok, why = sandbox_status()
     require(ok, f"no working bubblewrap sandbox ({why})")
 

@@ -23,7 +23,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,8 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import ASSIGNMENT, ROOT, VENV_BIN, make_course, require, venv_env
+from conftest import ASSIGNMENT, ROOT, VENV_BIN, free_port, make_course, require, venv_env
+from expect import MAX_WITH_EXTRA
 from test_slides_browser import ARTIFACTS, launch, require_browser
 
 if str(ROOT) not in sys.path:
@@ -62,12 +62,6 @@ API_JS = """async ([method, url, body]) => {
                                   body: body === null ? undefined : JSON.stringify(body)});
   return {status: reply.status, text: await reply.text()};
 }"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def points_of_release():
@@ -181,7 +175,7 @@ def hub():
     require((ROOT / "node_modules" / ".bin" / "configurable-http-proxy").exists(),
             "configurable-http-proxy is not installed: npm ci")
     require(shutil.which("setfacl") or os.stat("/root").st_mode & 0o001, "setfacl (Debian: acl) is missing")
-    from grading.sandbox import sandbox_status
+    from grading.jail.sandbox import sandbox_status
     ok, reason = sandbox_status()
     require(ok, f"no grading sandbox: {reason}")
     base = Path(tempfile.mkdtemp(prefix="channels-hub-", dir="/tmp"))
@@ -352,7 +346,8 @@ def test_class_on_the_hub(hub, tmp_path):
             scratch_out = scratch_proc.communicate(timeout=900)[0]
             assert scratch_proc.returncode == 0, scratch_out
             expected = submission_scores(scratch / "gradebook.db")
-            assert expected[first] == (total - manual_max, total), "the correct answers get every autograded point"
+            # the correct answers get every autograded point, extra credit too (above the 100 % of `total`)
+            assert expected[first] == (MAX_WITH_EXTRA, total) and MAX_WITH_EXTRA > total - manual_max
             assert expected[second][0] < total - manual_max
             assert submission_scores(hub.course / "gradebook.db") == expected
 
@@ -475,6 +470,7 @@ def check_privacy(hub):
 
 # --- The deployment files --------------------------------------------------------------------------------
 
+@pytest.mark.fast
 def test_z2jh_values_parse():
     """hub/z2jh-values.yaml is a Zero to JupyterHub values file with the settings docs/hub.md describes."""
     values = yaml.safe_load((ROOT / "hub" / "z2jh-values.yaml").read_text(encoding="utf-8"))

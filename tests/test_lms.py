@@ -1,6 +1,6 @@
-"""Grade files for the LMS (grading/lms.py): the Canvas and Moodle CSV layouts and the roster.
+"""Grade files for the LMS (grading/reports/lms.py): the Canvas and Moodle CSV layouts and the roster.
 
-Layouts checked here (sources cited in grading/lms.py):
+Layouts checked here (sources cited in grading/reports/lms.py):
 
 - Canvas gradebook import: header `Student,ID,SIS User ID,SIS Login ID,Section,<Assignment>`
   (the assignment column may carry Canvas's id: `channels (12345)`), then the row
@@ -23,8 +23,9 @@ import warnings
 import pytest
 
 from conftest import ASSIGNMENT, ROOT, make_course, nbgrader, venv_env
-from grading import analytics, lms
-from grading.lms import RosterError, canvas_rows, moodle_rows, read_roster
+from grading.gradebook import read_gradebook
+from grading.reports import analytics, lms
+from grading.reports.lms import RosterError, canvas_rows, moodle_rows, read_roster
 
 ROSTER_HEADER = ",".join(lms.ROSTER_COLUMNS)
 
@@ -49,11 +50,13 @@ def parse(rows):
     return list(csv.reader(io.StringIO(buf.getvalue())))
 
 
+@pytest.mark.fast
 def test_canvas_layout(roster):
-    rows = parse(canvas_rows({"ana": 18.0, "ben": 9.5}, roster, "channels (12345)", 20.0))
-    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "channels (12345)"]
-    assert rows[1] == ["Points Possible", "", "", "", "", "20"]
-    assert rows[2:] == [["Li, Ana", "101", "S1", "ali", "A", "18"], ["Wu, Ben", "", "S2", "", "B", "9.5"]]
+    scores = {"channels": {"ana": 18.0, "ben": 9.5}, "hw2": {"ana": 7.0}}  # ben has no hw2 yet: 0
+    rows = parse(canvas_rows(scores, roster, {"channels": "channels (12345)"}, {"channels": 20.0, "hw2": 10.0}))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "channels (12345)", "hw2"]
+    assert rows[1] == ["Points Possible", "", "", "", "", "20", "10"]
+    assert rows[2:] == [["Li, Ana", "101", "S1", "ali", "A", "18", "7"], ["Wu, Ben", "", "S2", "", "B", "9.5", "0"]]
 
 
 @pytest.mark.parametrize("field, header, values", [
@@ -61,15 +64,18 @@ def test_canvas_layout(roster):
     ("username", "Username", ["ana", "ben"]),
     ("idnumber", "ID number", ["1001", "1002"]),
 ])
+@pytest.mark.fast
 def test_moodle_layout(roster, field, header, values):
-    rows = parse(moodle_rows({"ana": 18.0, "ben": 9.5}, roster, "channels", field))
-    assert rows == [[header, "channels"], [values[0], "18"], [values[1], "9.5"]]
+    scores = {"channels": {"ana": 18.0, "ben": 9.5}, "hw2": {"ana": 7.0}}
+    rows = parse(moodle_rows(scores, roster, {"hw2": "Homework 2"}, field))
+    assert rows == [[header, "channels", "Homework 2"], [values[0], "18", "7"], [values[1], "9.5", "0"]]
 
 
+@pytest.mark.fast
 def test_students_missing_from_the_roster_are_named(roster):
-    scores = {"ana": 1.0, "cai": 2.0, "dan": 3.0}
-    for make in (lambda: canvas_rows(scores, roster, "channels", 20, "roster.csv"),
-                 lambda: moodle_rows(scores, roster, "channels", "email", "roster.csv")):
+    scores = {"channels": {"ana": 1.0, "cai": 2.0}, "hw2": {"dan": 3.0}}
+    for make in (lambda: canvas_rows(scores, roster, {}, {"channels": 20, "hw2": 10}, "roster.csv"),
+                 lambda: moodle_rows(scores, roster, {}, "email", "roster.csv")):
         with pytest.raises(RosterError) as e:
             make()
         text = str(e.value)
@@ -77,13 +83,14 @@ def test_students_missing_from_the_roster_are_named(roster):
         assert "missing from the roster" in text and "roster.csv" in text
 
 
+@pytest.mark.fast
 def test_roster_problems_are_errors(tmp_path, roster):
     roster["ben"]["sis_user_id"] = ""
     with pytest.raises(RosterError, match="no Canvas.*ben"):
-        canvas_rows({"ben": 1.0}, roster, "channels", 20)
+        canvas_rows({"channels": {"ben": 1.0}}, roster, {}, {"channels": 20})
     roster["ben"]["email"] = "ana@example.edu"
     with pytest.raises(RosterError, match="share the email"):
-        moodle_rows({"ana": 1.0, "ben": 1.0}, roster, "channels", "email")
+        moodle_rows({"channels": {"ana": 1.0, "ben": 1.0}}, roster, {}, "email")
     with pytest.raises(RosterError, match="more than once.*ana"):
         read_roster(write_roster(tmp_path / "twice.csv", ["ana,,1,,,,,,", "ana,,2,,,,,,"]))
     (tmp_path / "bad.csv").write_text("id,email\nana,a@x\n", encoding="utf-8")
@@ -92,9 +99,10 @@ def test_roster_problems_are_errors(tmp_path, roster):
     with pytest.raises(RosterError, match="cannot read"):
         read_roster(tmp_path / "nowhere.csv")
     with pytest.raises(ValueError):
-        moodle_rows({"ana": 1.0}, roster, "channels", "phone")
+        moodle_rows({"channels": {"ana": 1.0}}, roster, {}, "phone")
 
 
+@pytest.mark.fast
 def test_the_sample_roster_maps_the_whole_sample_class():
     roster = read_roster(ROOT / "samples" / "roster.csv")
     assert set(roster) == {p.stem for p in (ROOT / "samples" / "class").glob("*.py") if not p.stem.startswith("_")}
@@ -112,10 +120,11 @@ DUE = datetime.datetime(2025, 3, 3, 9, 0)
 
 def fake_gradebook(course, students):
     """Write course/gradebook.db: students = {id: None (no submission) or dict(scores=, manual=,
-    timestamp=, penalty=)}; test cells not in scores get full points, manual=None waits."""
+    extra=, timestamp=, penalty=)}; test cells not in scores get full points, extra credit
+    cells (worth 0 in nbgrader) get `extra` of theirs, manual=None waits."""
     from nbgrader.api import Gradebook
     os.environ["PATH"] = venv_env()["PATH"]  # a new gradebook runs `alembic`
-    cells = analytics.read_cells(course)
+    cells, _ = analytics.read_cells(course, ASSIGNMENT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush chatter inside nbgrader
         _fill_gradebook(Gradebook, course, cells, students)
@@ -126,7 +135,7 @@ def _fill_gradebook(Gradebook, course, cells, students):
         gb.update_or_create_assignment(ASSIGNMENT, duedate=DUE)
         gb.add_notebook("channels", ASSIGNMENT)
         for gid in cells.tests + cells.manual:
-            gb.add_grade_cell(gid, "channels", ASSIGNMENT, max_score=cells.points[gid],
+            gb.add_grade_cell(gid, "channels", ASSIGNMENT, max_score=0 if gid in cells.extra else cells.points[gid],
                               cell_type="markdown" if gid in cells.manual else "code")
         for student, spec in students.items():
             gb.add_student(student, first_name=student.title(), last_name="Test", email=f"{student}@example.edu")
@@ -138,6 +147,9 @@ def _fill_gradebook(Gradebook, course, cells, students):
                 if grade.name in cells.manual:
                     grade.auto_score, grade.manual_score = None, spec.get("manual")
                     grade.needs_manual_grade = spec.get("manual") is None
+                elif grade.name in cells.extra:
+                    grade.auto_score, grade.extra_credit = 0.0, spec.get("extra", {}).get(grade.name, 0.0)
+                    grade.needs_manual_grade = False
                 else:
                     grade.auto_score = spec.get("scores", {}).get(grade.name, cells.points[grade.name])
                     grade.needs_manual_grade = False
@@ -149,10 +161,11 @@ def _fill_gradebook(Gradebook, course, cells, students):
 def test_lms_files_carry_the_scores_of_grades_csv(tmp_path):
     course = make_course(tmp_path / "course")
     fake_gradebook(course, {
-        "ana": {"manual": 2.0},                                                     # 20
+        "ana": {"manual": 3.0},                                                     # 17 + 3
         "ben": {"scores": {"test_corr2d": 0.0}, "manual": 1.5,
-                "timestamp": DUE + datetime.timedelta(hours=3), "penalty": 2.0},  # 15 + 1.5 - 2
-        "cai": {"scores": {"test_conv_flops": 0.0}},                               # 16, written to do
+                "timestamp": DUE + datetime.timedelta(hours=3), "penalty": 2.0},  # 14 + 1.5 - 2
+        "cai": {"scores": {"test_conv_flops": 0.0},                                # 15, written to do,
+                "extra": {"test_corr2d_multi_in_out_fast": 1.5}},                  # + 1.5 extra credit
         "dan": None,                                                               # no submission: 0
     })
     roster = write_roster(tmp_path / "roster.csv", [
@@ -161,9 +174,10 @@ def test_lms_files_carry_the_scores_of_grades_csv(tmp_path):
     nbgrader(course, "export")
     with open(course / "grades.csv", newline="") as fh:
         expected = {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)}
-    assert expected == {"ana": 20.0, "ben": 14.5, "cai": 16.0, "dan": 0.0}
+    assert expected == {"ana": 20.0, "ben": 13.5, "cai": 16.5, "dan": 0.0}
 
-    paths, pending = lms.export_lms(course, roster, canvas_column="channels (777)", moodle_id="idnumber")
+    paths, pending = lms.export_lms(course, roster, canvas_columns={ASSIGNMENT: "channels (777)"},
+                                    moodle_id="idnumber")
     assert [p.name for p in paths] == ["grades-canvas.csv", "grades-moodle.csv"]
     assert all(p.parent == course for p in paths) and pending == ["cai"]
     with open(paths[0], newline="", encoding="utf-8") as fh:
@@ -200,17 +214,17 @@ def test_lms_files_carry_the_scores_of_grades_csv(tmp_path):
 def test_the_report_reads_the_same_gradebook(tmp_path):
     """Late student, manual grading to do and a student without a submission, from a real gradebook."""
     course = make_course(tmp_path / "course")
-    fake_gradebook(course, {"ana": {"manual": 2.0},
+    fake_gradebook(course, {"ana": {"manual": 3.0},
                             "ben": {"timestamp": DUE + datetime.timedelta(hours=3), "penalty": 2.0},
                             "dan": None})
-    book = analytics.read_gradebook(course)
-    assert book["ben"].seconds_late == 3 * 3600 and book["ben"].score == 16.0 and book["ben"].raw == 18.0
+    book = read_gradebook(course, ASSIGNMENT)
+    assert book["ben"].seconds_late == 3 * 3600 and book["ben"].score == 15.0 and book["ben"].raw == 17.0
     assert not book["dan"].submitted
-    data = analytics.collect(course)
-    assert data["totals"] == {"ana": 20.0, "ben": 18.0}
+    data = analytics.collect(course, ASSIGNMENT)
+    assert data["totals"] == {"ana": 20.0, "ben": 17.0}
     assert data["late"] == [{"student": "ben", "timestamp": book["ben"].timestamp, "hours_late": 3.0,
                              "penalty": 2.0}]
     assert data["manual"] == {"written_1x1": ["ben"]}
     assert data["no_verdicts"] == []  # nobody lost a point, nothing to explain
-    page = analytics.write_report(course)
-    assert page == course / analytics.REPORT_PATH and "迟交 (late submissions)" in page.read_text()
+    page = analytics.write_report(course, ASSIGNMENT)
+    assert page == course / analytics.report_path(ASSIGNMENT) and "迟交 (late submissions)" in page.read_text()

@@ -6,6 +6,8 @@ If a test here fails after you edited source/channels/, regenerate the release w
 import json
 import re
 
+import pytest
+
 from conftest import ASSIGNMENT, ROOT, nbgrader
 
 SOURCE = ROOT / "source" / ASSIGNMENT
@@ -47,9 +49,13 @@ def test_committed_release_is_what_generate_assignment_makes(course):
     assert committed == fresh, f"{STALE} (notebook metadata differ)"
     shipped = sorted(p.name for p in (course / "release" / ASSIGNMENT).iterdir())
     assert sorted(p.name for p in RELEASE.iterdir()) == shipped, f"{STALE} (files: {shipped})"
-    assert (RELEASE / "checks.py").read_bytes() == (SOURCE / "checks.py").read_bytes(), f"{STALE} (checks.py differs)"
+    for helper in sorted(SOURCE.glob("*.py")):  # checks.py, policy.py, testkit.py
+        shipped = RELEASE / helper.name
+        assert shipped.is_file() and not shipped.is_symlink(), f"{STALE} ({helper.name} missing)"
+        assert shipped.read_bytes() == helper.read_bytes(), f"{STALE} ({helper.name} differs)"
 
 
+@pytest.mark.fast
 def test_release_holds_no_solution_and_no_hidden_test():
     source, release = read(SOURCE / NOTEBOOK), read(RELEASE / NOTEBOOK)
     text = json.dumps(release, ensure_ascii=False)
@@ -62,10 +68,12 @@ def test_release_holds_no_solution_and_no_hidden_test():
         secret = region_lines(src, "### BEGIN SOLUTION", "### END SOLUTION")
         secret += [line for line in region_lines(src, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
                    if line not in visible]
-        leaked = [line for line in secret if line in out]
+        shown = set(line.strip() for line in out.splitlines())
+        leaked = [line for line in secret if line in shown]
         assert not leaked, f"release cell {grade_id} leaks solution or hidden-test lines: {leaked[:3]}"
 
 
+@pytest.mark.fast
 def test_release_keeps_each_answer_signature_and_docstring():
     source, release = cells_by_id(read(SOURCE / NOTEBOOK)), cells_by_id(read(RELEASE / NOTEBOOK))
     for grade_id, cell in source.items():
@@ -82,9 +90,20 @@ def test_release_keeps_each_answer_signature_and_docstring():
         assert out.count("raise NotImplementedError()") == src.count("### BEGIN SOLUTION") >= 1, grade_id
 
 
+@pytest.mark.fast
 def test_committed_notebooks_have_no_outputs():
     for path in (SOURCE / NOTEBOOK, RELEASE / NOTEBOOK):
         for cell in read(path)["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, \
                     f"{path.relative_to(ROOT)} cell {cell['metadata']['nbgrader']['grade_id']} has outputs: clear them"
+
+
+@pytest.mark.fast
+def test_every_assignment_ships_the_engines_testkit():
+    """source/<assignment>/testkit.py is the engine's grading/jail/testkit.py (`make release` copies it)."""
+    engine = (ROOT / "grading" / "jail" / "testkit.py").read_bytes()
+    copies = sorted((ROOT / "source").glob("*/testkit.py"))
+    assert copies, "no assignment uses the engine's testkit.py"
+    stale = [str(p.relative_to(ROOT)) for p in copies if p.is_symlink() or p.read_bytes() != engine]
+    assert not stale, f"{stale} differ from grading/jail/testkit.py: run `make release` and commit"

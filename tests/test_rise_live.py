@@ -5,70 +5,28 @@ workspace folders in a temporary directory, serving a copy of course/ (so nothin
 written next to the real deck). The slideshow must show the title slide, apply rise.css,
 and advance to the next slide on Space. Screenshots go to test-artifacts/.
 """
-import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from conftest import ROOT, VENV_BIN, require, venv_env
+from conftest import ROOT, jupyter_server
 from test_slides_browser import ARTIFACTS, VIEWPORT, launch, require_browser
 
 DECK_FILES = ["channels.ipynb", "figures.py", "rise.css"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server of its own; yields (base URL, token) and always stops it."""
     require_browser()  # no point starting a server nobody can look at
-    require(shutil.which("jupyter-lab", path=str(VENV_BIN)), "jupyter-lab is not installed in .venv")
     root = tmp_path / "course"
     root.mkdir()
     for name in DECK_FILES:
         shutil.copy2(ROOT / "course" / name, root / name)
-    port, token = free_port(), secrets.token_hex(16)
-    env = venv_env(JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-                   IPYTHONDIR=str(tmp_path / "ipython"))
-    command = [str(VENV_BIN / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               "--port-retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"JupyterLab exited:\n{(tmp_path / 'lab.log').read_text()}"
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()}"
-            time.sleep(0.5)
+    with jupyter_server("jupyter-lab", root, tmp_path, f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}") as (
+            base, token, _):
         yield base, token
-    finally:
-        proc.terminate()  # JupyterLab shuts its kernels down on SIGTERM
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 PRESENT_TEXT_JS = """() => {

@@ -1,6 +1,6 @@
-"""The grading sandbox (grading/sandbox.py): what a student's kernel can and cannot do.
+"""The grading sandbox (grading/jail/sandbox.py): what a student's kernel can and cannot do.
 
-Kernels are started the way nbgrader starts them: through the `channels-sandbox`
+Kernels are started the way nbgrader starts them: through the `grading-sandbox`
 kernelspec, over IPC sockets, with the working directory autograded/<student>/<assignment>.
 A small fake course gives them things to steal: the instructor's notebook, a gradebook,
 another student's folder, and the student's own shipped torch.py and checks.py.
@@ -19,8 +19,12 @@ import nbformat
 import pytest
 from jupyter_client import KernelManager
 
-from conftest import ASSIGNMENT, ROOT, VENV_BIN, nbgrader, require, venv_env
-from grading import sandbox
+from conftest import ASSIGNMENT, ROOT, VENV_BIN, add_config, nbgrader, require, venv_env
+from expect import MAX_WITH_EXTRA
+from grading.jail import sandbox
+from grading.jail.env import JAIL_ENV
+from grading.nbsteps.execute import MAX_OUTPUT_BYTES
+from grading.settings import Grading
 
 pytestmark = pytest.mark.timeout(600)
 SECRET = "hidden-test-secret-4711"
@@ -49,11 +53,12 @@ def fake_course(root):
 class Kernel:
     """A kernel started like nbgrader starts it; `run(code)` returns its stdout, `value(expr)` a JSON value."""
 
-    def __init__(self, course, cwd, kernel_name=sandbox.KERNEL_NAME, **env):
+    def __init__(self, course, cwd, kernel_name=sandbox.KERNEL_NAME, settings=None, **env):
         sandbox.ensure_kernelspec()
         self.km = KernelManager(kernel_name=kernel_name, transport="ipc",
                                 ip=os.path.join(sandbox.ipc_directory(), "kernel"))
-        env = dict(venv_env(), **{sandbox.COURSE_ENV: str(course)}, **env)
+        # what nbgrader_config.py hands the kernel launcher: the jail's settings, one variable
+        env = dict(venv_env(), **(settings or Grading()).environ(course), **env)
         self.km.start_kernel(cwd=str(cwd), env=env)
         self.kc = self.km.client()
         self.kc.start_channels()
@@ -87,12 +92,13 @@ def jail(tmp_path_factory):
     """One sandboxed kernel for alice in the fake course (starting one costs a second or two)."""
     need_bwrap()
     course = fake_course(tmp_path_factory.mktemp("jail") / "course")
-    kernel = Kernel(course, course / "autograded" / "alice" / "fake", CHANNELS_TEST_SECRET=SECRET)
+    kernel = Kernel(course, course / "autograded" / "alice" / "fake", INSTRUCTOR_SECRET=SECRET)
     kernel.course = course
     yield kernel
     kernel.shutdown()
 
 
+@pytest.mark.fast
 def test_status_reports_a_working_sandbox():
     need_bwrap()
     ok, reason = sandbox.sandbox_status()
@@ -128,7 +134,7 @@ def test_kernel_cannot_read_the_course_or_other_students(jail):
     # The repository's folder only exists as the way to its venv, if that lies inside it.
     seen = jail.value(f"import os\nsorted(os.listdir('{ROOT}')) if os.path.isdir('{ROOT}') else []")
     assert set(seen) <= {VENV_BIN.parent.name}
-    assert jail.value("import os\nos.environ.get('CHANNELS_TEST_SECRET')") is None
+    assert jail.value("import os\nos.environ.get('INSTRUCTOR_SECRET')") is None
 
 
 def test_kernel_has_no_network(jail):
@@ -203,7 +209,7 @@ def test_kernel_runs_unprivileged_under_limits(jail):
     # As root: a fresh uid of its own; otherwise nobody inside a user namespace.
     expected = sandbox.SANDBOX_UIDS <= uid < 2**31 if os.geteuid() == 0 else uid == sandbox.NOBODY
     assert expected and gid == uid and (caps, nnp) == ("0000000000000000", "1")
-    assert address_space == sandbox.LIMITS["as"] and cpu == sandbox.LIMITS["cpu"]
+    assert address_space == Grading().memory_bytes and cpu == Grading().cpu_seconds
     assert 0 < nproc < 100_000
 
 
@@ -282,21 +288,23 @@ def _launcher_argv(connection_file):
             for arg in spec["argv"]]
 
 
+@pytest.mark.fast
 def test_launcher_refuses_without_bubblewrap(tmp_path):
     connection = tmp_path / "kernel.json"
     connection.write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "kernel")}))
     env = dict(venv_env(), PATH=str(VENV_BIN))  # no bwrap, prlimit or setpriv
-    env.pop(sandbox.ALLOW_ENV, None)
+    env.pop(JAIL_ENV, None)
     proc = subprocess.run(_launcher_argv(connection), cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 3
     assert "REFUSING TO GRADE" in proc.stderr and "bwrap" in proc.stderr
 
 
+@pytest.mark.fast
 def test_launcher_runs_unsandboxed_only_when_allowed(tmp_path):
     course = fake_course(tmp_path / "course")
     kernel = Kernel(course, course / "autograded" / "alice" / "fake", PATH=str(VENV_BIN),
-                    **{sandbox.ALLOW_ENV: "1"})
+                    settings=Grading(allow_unsandboxed=True))
     try:
         # Unjailed: the student's own files are right there (which is why it needs the flag).
         assert "notes.txt" in kernel.value("import os\nsorted(os.listdir('.'))")
@@ -344,14 +352,15 @@ def test_plain_nbgrader_autograde_grades_in_the_sandbox(course):
         ("torch.py", "raise ImportError('shadowed')\n"), ("checks.py", "def assert_close(*a, **k): pass\n")])
     nbgrader(course, "autograde", ASSIGNMENT)
     graded_path = course / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    # The flood was cut at the output limit (and interrupted), not kept until the cell's timeout.
-    assert graded_path.stat().st_size < 2 * sandbox.MAX_OUTPUT_BYTES
+    # The flood was cut at the output limit: what is kept of it, not everything until the cell's timeout.
+    assert graded_path.stat().st_size < 2 * MAX_OUTPUT_BYTES
     graded = nbformat.read(graded_path, as_version=4)
     probe = next(out.text for cell in graded.cells if cell.cell_type == "code"
                  for out in cell.get("outputs", []) if "PROBE" in out.get("text", ""))
     listing, uid, sees_gradebook = json.loads(probe.split("PROBE", 1)[1])
-    assert listing == ["checks.py"] and uid != os.getuid() and not sees_gradebook
-    assert total_score(course, "alice") == 18
+    helpers = sorted(p.name for p in (course / "source" / ASSIGNMENT).glob("*.py"))  # checks, policy, testkit
+    assert listing == helpers and "checks.py" in helpers and uid != os.getuid() and not sees_gradebook
+    assert total_score(course, "alice") == MAX_WITH_EXTRA  # the written answer waits for the instructor
     assert graded.metadata.kernelspec.name == "python3"  # feedback notebooks stay runnable
 
 
@@ -359,17 +368,17 @@ def test_plain_nbgrader_autograde_refuses_without_sandbox_unless_allowed(course)
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     solved_submission(course, "bob")
     env = dict(venv_env(), PATH=str(VENV_BIN))
-    env.pop(sandbox.ALLOW_ENV, None)
+    env[JAIL_ENV] = json.dumps({"allow_unsandboxed": True})  # the environment has no say: the config has
     cmd = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT]
     refused = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 1
     assert "REFUSING TO GRADE" in refused.stderr
     assert not (course / "autograded" / "bob").exists()
-    allowed = subprocess.run(cmd, cwd=course, env=dict(env, **{sandbox.ALLOW_ENV: "1"}), capture_output=True,
-                             text=True, timeout=600)
+    add_config(course, "c.Grading.allow_unsandboxed = True")
+    allowed = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=600)
     assert allowed.returncode == 0, allowed.stderr
     assert "WITHOUT A SANDBOX" in allowed.stderr
-    assert total_score(course, "bob") == 18
+    assert total_score(course, "bob") == MAX_WITH_EXTRA
 
 
 def test_config_fails_closed_when_grading_cannot_be_loaded(course):
@@ -381,3 +390,31 @@ def test_config_fails_closed_when_grading_cannot_be_loaded(course):
     assert proc.returncode != 0
     assert "refusing to run notebooks without the sandbox" in proc.stdout + proc.stderr
     assert not (course / "autograded").exists()
+
+
+@pytest.mark.fast
+def test_the_jails_settings_cross_the_launchers_boundary_typed():
+    """GRADING_JAIL (written by Grading.environ, read by jail_settings): what was set arrives; a
+    value of the wrong type (a number for a flag, a flag for a number) falls back to the default."""
+    from grading.jail.env import DEFAULTS, jail_settings
+    settings = Grading(allow_unsandboxed=True, use_gpu=False, memory_bytes=2**30, cpu_seconds=60)
+    got = jail_settings(settings.environ("/course"))
+    assert got == dict(DEFAULTS, course="/course", allow_unsandboxed=True, use_gpu=False, memory=2**30, cpu=60)
+    wrong = {JAIL_ENV: json.dumps({"allow_unsandboxed": 1, "use_gpu": "no", "memory": True, "cpu": 5.5})}
+    assert jail_settings(wrong) == DEFAULTS
+    assert jail_settings({JAIL_ENV: "not json"}) == jail_settings({}) == DEFAULTS
+
+
+def test_validate_works_whatever_the_folder_is_called(course, tmp_path):
+    """Validate (JupyterLab's button, `nbgrader validate`) runs the notebook in the sandboxed kernel
+    with the helper files beside it: a folder not named after the assignment still has checks.py,
+    policy.py and testkit.py, and the reference answers pass every visible test."""
+    need_bwrap()
+    from grading.fill import fill_notebook
+    work = tmp_path / "my homework (2)"
+    shutil.copytree(ROOT / "release" / ASSIGNMENT, work)
+    notebook = work / f"{ASSIGNMENT}.ipynb"
+    nbformat.write(fill_notebook(notebook, ROOT / "samples" / "class" / "ref_reference.py"), notebook)
+    proc = nbgrader(course, "validate", str(notebook), check=False)
+    assert "Success! Your notebook passes all the tests." in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "No module named" not in proc.stdout + proc.stderr

@@ -3,8 +3,10 @@
 把可见测试 (visible tests) 的期望结果直接抄进函数里：在自己的笔记本里每个测试都“通过”了，
 but any other input gets the same constant. Only conv2d_layer is a real answer.
 Hidden tests use random inputs and other numbers, so the student loses every hard-coded
-answer: test_corr2d, test_corr2d_multi_in, test_corr2d_multi_in_out, test_corr2d_multi_in_out_1x1,
-test_conv_flops and test_corr2d_multi_in_out_fast (16 points); 2/18 remain.
+answer: test_corr2d, test_corr2d_multi_in, test_corr2d_multi_in_out, test_corr2d_multi_in_out_1x1
+and test_conv_flops (14 points; train_hours's KeyError is named as train_hours's), and the
+bonus's no-loop and speed parts. conv2d_layer is right (3/17), and the bonus, which calls
+corr2d_multi_in_out, is graded with the instructor's version of it: its values part passes (+1).
 """
 # base: ref_reference
 

@@ -2,7 +2,7 @@
 
 在笔记本里新建了自己的单元格：一段笔记、附加题用到的辅助函数 `windows`（定义在自己的单元格里），
 以及一个打印对比结果的实验单元格。Grading must keep a student's own cells and run them in
-order, so this student gets full marks like ref_reference: 18/18.
+order, so this student gets full marks like ref_reference: 17/17 and the 2 extra points.
 """
 # base: ref_reference
 

@@ -1,15 +1,20 @@
 """ref_reference — a careful student: every answer right, written in their own words.
 
-参考答案 (reference)：所有函数都正确并遵守约定（dtype/device 跟随 X、任意形状、不修改输入、
-不用卷积算子）。Expected: full marks, 18/18 autograded (+ the written answer for the grader).
+参考答案 (reference)：所有函数都正确并遵守约定（dtype/device 跟随 X、形状不对时 raise ValueError、
+不修改输入、不用卷积算子），附加题也做了。Expected: full marks, 17/17 autograded plus the 2 points
+of extra credit (+ the written answer for the grader).
 Most other samples start from this one (`# base: ref_reference`) and change a single cell.
 """
 
 # %% corr2d
 def corr2d(X, K):
     """二维互相关。X: (n_h, n_w), K: (k_h, k_w) -> (n_h - k_h + 1, n_w - k_w + 1)"""
+    if X.dim() != 2 or K.dim() != 2:
+        raise ValueError(f"X 和 K 都要是二维的：X {tuple(X.shape)}，K {tuple(K.shape)}")
     k_h, k_w = K.shape
     m_h, m_w = X.shape[0] - k_h + 1, X.shape[1] - k_w + 1
+    if m_h < 1 or m_w < 1:
+        raise ValueError(f"核 {tuple(K.shape)} 比输入 {tuple(X.shape)} 大")
     Y = X.new_zeros((m_h, m_w))  # same dtype and device as X
     for i in range(m_h):
         for j in range(m_w):
@@ -19,16 +24,22 @@ def corr2d(X, K):
 # %% corr2d_multi_in
 def corr2d_multi_in(X, K):
     """多输入通道的互相关。X: (c_i, n_h, n_w), K: (c_i, k_h, k_w) -> (m_h, m_w)"""
+    if X.dim() != 3 or K.dim() != 3 or len(X) != len(K):
+        raise ValueError(f"X 和 K 的通道数要相同：X {tuple(X.shape)}，K {tuple(K.shape)}")
     return sum(corr2d(x, k) for x, k in zip(X, K))
 
 # %% corr2d_multi_in_out
 def corr2d_multi_in_out(X, K):
     """多输入多输出通道的互相关。X: (c_i, n_h, n_w), K: (c_o, c_i, k_h, k_w) -> (c_o, m_h, m_w)"""
+    if K.dim() != 4:
+        raise ValueError(f"K 要是四维的 (c_o, c_i, k_h, k_w)：{tuple(K.shape)}")
     return torch.stack([corr2d_multi_in(X, k) for k in K], dim=0)
 
 # %% corr2d_multi_in_out_1x1
 def corr2d_multi_in_out_1x1(X, K):
     """1×1 卷积，一次矩阵乘法。X: (c_i, n_h, n_w), K: (c_o, c_i, 1, 1) -> (c_o, n_h, n_w)"""
+    if X.dim() != 3 or K.dim() != 4 or tuple(K.shape[1:]) != (X.shape[0], 1, 1):
+        raise ValueError(f"需要 X (c_i, n_h, n_w) 和 K (c_o, c_i, 1, 1)：X {tuple(X.shape)}，K {tuple(K.shape)}")
     c_i, n_h, n_w = X.shape
     c_o = K.shape[0]
     Y = torch.matmul(K.reshape(c_o, c_i), X.reshape(c_i, n_h * n_w))

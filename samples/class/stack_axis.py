@@ -1,7 +1,9 @@
 """stack_axis — stacks the output channels on the last axis.
 
 把 c_o 个输出通道叠在了最后一维：输出形状是 (m_h, m_w, c_o)，应为 (c_o, m_h, m_w)。
-Loses test_corr2d_multi_in_out only (3 points): no other answer uses this function.
+Loses the values, float64 and rules parts of test_corr2d_multi_in_out (2.5 points): the shape
+check passes, because the instructor's corr2d_multi_in it calls refuses a kernel of the wrong
+shape (one mistake costs once works both ways).
 """
 # base: ref_reference
 

@@ -1,10 +1,13 @@
 """textbook — a student who copied the book's code for the four cross-correlations.
 
 照抄书上的代码：书中的 corr2d 用 `torch.zeros((m_h, m_w))` 新建输出，所以无论输入是什么，
-结果总是 CPU 上的 float32（违反约定 1）。The rest of the notebook is their own, correct work.
-Expected loss: the float64 hidden cases of test_corr2d, and through corr2d also
-test_corr2d_multi_in and test_corr2d_multi_in_out (9 points). The book's 1×1 version builds no
-new tensor, so it keeps X's dtype and passes.
+结果总是 CPU 上的 float32（违反约定 1）；书上的代码也不检查形状（约定 2）。The rest of the
+notebook is their own, correct work. Expected loss, 2 points: the float64 part of test_corr2d
+(once: corr2d_multi_in and corr2d_multi_in_out are graded with the instructor's corr2d), and the
+shape checks of corr2d (a kernel larger than the input gives an empty result), corr2d_multi_in
+(`zip` silently drops the extra channels) and the 1×1 (reshape raises RuntimeError, not
+ValueError). corr2d_multi_in_out passes its shape check through the instructor's
+corr2d_multi_in, which refuses the wrong kernel.
 """
 # base: ref_reference
 

@@ -1,10 +1,10 @@
 """uses_conv2d — calls PyTorch's convolution instead of implementing the cross-correlation.
 
 直接调用 `F.conv2d`：结果全对，但违反约定 4（四个 corr2d* 函数和附加题不能用卷积算子）。
-The hidden tests record the aten operators each call runs, so the student loses
+The convolution operators are blocked while grading, so every call fails: the student loses
 test_corr2d, test_corr2d_multi_in, test_corr2d_multi_in_out, test_corr2d_multi_in_out_1x1 and
-test_corr2d_multi_in_out_fast (14 points); conv_flops and conv2d_layer (where nn.Conv2d is the
-point) still pass: 4/18.
+the bonus (12 points + 2); conv_flops and conv2d_layer (where nn.Conv2d is the point) still
+pass: 5/17.
 """
 # base: ref_reference
 

@@ -6,9 +6,11 @@ zip, every uploaded file renamed to ``<student>_<LATE_><user id>_<submission id>
 Three students of the bundled sample class hand in channels.ipynb under Canvas names; one
 of them also uploads a stray Untitled.ipynb, which zip_collect skips:
 
-    zhangwei  ref_reference   every answer right     18/18
-    lina      partial         first two answers       6/18   late, second upload (-1)
-    wangfang  stack_axis      c_o on the last axis   15/18   also Untitled.ipynb
+    zhangwei  ref_reference   every answer right     19   (17 + 2 extra credit)
+    lina      partial         first two answers       6    late, second upload (-1)
+    wangfang  stack_axis      c_o on the last axis   16.5  also Untitled.ipynb
+
+(autograded points; 100 % is 20 with the written answer's 3, graded by the instructor.)
 
 The notebooks are the release notebook filled with samples/class/<sample>.py (grading.fill),
 so the archive follows the assignment: rebuild it after `make release`.

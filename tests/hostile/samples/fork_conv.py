@@ -2,7 +2,7 @@
 
 The child process would be beyond any recorder of operators. While graded, a submission may
 not start processes (seccomp: fork, clone and exec fail), so corr2d falls back to its zeros:
-test_corr2d, test_corr2d_multi_in and test_corr2d_multi_in_out score 0. 9/18.
+test_corr2d scores 0 (the later questions are graded with the instructor's corr2d): 14/17 + 2 extra credit.
 """
 # base: ../../../samples/class/ref_reference.py
 

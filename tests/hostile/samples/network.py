@@ -3,8 +3,8 @@
 The first answer cell connects to 127.0.0.1:PORT (the test's server, which hands out the
 reference answers as {grade_id: code}); every answer cell then runs the downloaded code of
 its own question. The sandbox has no network at all, not even the host's loopback: the
-connection fails, no answer gets defined, 0/18, no flag. (Without the
-sandbox this student gets 18/18.)
+connection fails, no answer gets defined, 0/17, no flag. (Without the
+sandbox this student would get full marks.)
 """
 
 # %% corr2d

@@ -3,8 +3,8 @@
 corr2d returns zeros. An own cell registers an input transformer that drops the lines
 starting with `assert` or `raise` from every later cell, so in the kernel no test can fail.
 No test cell runs in the kernel while graded, and the verdicts come from the verifier,
-which runs the instructor's test cells outside the student's reach: test_corr2d,
-test_corr2d_multi_in and test_corr2d_multi_in_out (which call corr2d) score 0. 9/18.
+which runs the instructor's test cells outside the student's reach: test_corr2d scores 0
+(the later questions are graded with the instructor's corr2d): 14/17 + 2 extra credit.
 """
 # base: ../../../samples/class/ref_reference.py
 

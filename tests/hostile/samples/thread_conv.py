@@ -3,8 +3,8 @@
 corr2d starts a thread that computes the answer with F.conv2d and returns what the thread
 left behind (zeros if the thread failed). While graded, the verifier's child may start no
 thread at all (seccomp, grading/guard.py) and convolutions are refused for every thread:
-corr2d raises, and test_corr2d, test_corr2d_multi_in and test_corr2d_multi_in_out (which
-call corr2d) score 0. Everything else is the reference: 9/18.
+corr2d raises, and test_corr2d scores 0 (the later questions are graded with the instructor's
+corr2d). Everything else is the reference: 14/17, and the bonus's 2 points of extra credit.
 """
 # base: ../../../samples/class/ref_reference.py
 
