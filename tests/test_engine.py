@@ -130,3 +130,20 @@ def test_feedback_report_and_lms_files_of_both(two_assignments, tmp_path):
     assert rows[0][5:] == ["channels", "padding (42)"] and rows[1][5:] == ["20", "6"]
     by_login = {row[3]: row[5:] for row in rows[2:]}
     assert by_login == {"ana": [f"{MAX_WITH_EXTRA:g}", "6"], "ben": [by_login["ben"][0], "3"], "cai": ["0", "0"]}
+
+
+@pytest.mark.fast
+def test_commands_name_the_assignment_or_say_which_there_are(course):
+    """With one assignment every command takes it by default; with two, a command without one
+    says which there are (exit 2), and an unknown one is named."""
+    from grading.course import AssignmentError, assignments, choose_assignment
+    assert assignments(course) == ["channels"] and choose_assignment(course) == "channels"
+    add_assignment(course, "padding", FIXTURE)
+    assert assignments(course) == ["channels", "padding"]
+    with pytest.raises(AssignmentError, match="2 assignments, say which one.*channels, padding"):
+        choose_assignment(course)
+    with pytest.raises(AssignmentError, match="no assignment 'chanels'.*channels, padding"):
+        choose_assignment(course, "chanels")
+    proc = subprocess.run([sys.executable, "-m", "grading", "--course", str(course), "run-one", "--student", "x"],
+                          cwd=course, env=venv_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "say which one" in proc.stderr and "channels, padding" in proc.stderr

@@ -395,7 +395,10 @@ def test_a_batch_grades_everyone_despite_broken_notebooks(course, graders):
     attention = dict(report.attention(list(results.values())))
     assert set(attention) == set(expected) - {"good", "written"}
     table = report.format_table(list(results.values()))
-    assert re.search(rf"^good\s+(✓\s+){{{len(TESTS)}}}0\s+{MAX_WITH_EXTRA:g}/20", table, re.M), table
+    # every test cell right, the bonus's extra credit as +points, the untouched written answer 0
+    assert TESTS[-1] in CONTRACT.extra_credit
+    assert re.search(rf"^good\s+(✓\s+){{{len(TESTS) - 1}}}\+2\s+0\s+{MAX_WITH_EXTRA:g}/20", table, re.M), table
+    assert "(extra credit)" in table.splitlines()[-1]
 
     # Every student, even the unreadable ones, gets feedback without hidden test code.
     nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")

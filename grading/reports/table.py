@@ -1,7 +1,8 @@
 """What the instructor reads after a batch: the score table and who needs attention.
 
-`format_table` gives one row per student: ✓/✗ per test cell, the written answer's
-points (? while it awaits manual grading), the total and a short reason. The
+`format_table` gives one row per student: ✓/✗ (or the points of partial credit) per test
+cell, +points of extra credit, the written answer's points (? while it awaits manual
+grading), the total and a short reason. The
 attention list names every student with a flag other than "late" and says why.
 `write_reports` keeps both as `.grading/<assignment>/report.json` and `attention.md`.
 """
@@ -38,11 +39,18 @@ def pad(text, size, right=False):
     return gap + text if right else text + gap
 
 
+def _is_extra(result, gid):
+    """An extra-credit test cell: worth 0 in nbgrader's gradebook, its parts' points on top."""
+    return gid in result.tests and result.max_scores.get(gid, 0) == 0 and result.verdicts[gid]["max"] > 0
+
+
 def _mark(result, gid):
-    score, top = result.scores.get(gid), result.max_scores.get(gid, 0)
+    score = result.scores.get(gid)
     if gid not in result.tests:  # a manually graded answer
         return "?" if score is None else f"{score:g}"
-    if score is not None and score >= top:
+    if _is_extra(result, gid):  # extra credit earned, or none: not a failure
+        return f"+{score:g}" if score else "–"
+    if score is not None and score >= result.verdicts[gid]["max"]:
         return "✓"
     return "✗" if not score else f"{score:g}"  # partial credit shows its points
 
@@ -64,7 +72,8 @@ def format_table(results):
     lines = ["  ".join(pad(cell, sizes[i], right=i == total) for i, cell in enumerate(row)).rstrip()
              for row in [header] + rows]
     lines.insert(1, "  ".join("-" * s for s in sizes))
-    legend = "  ".join(f"T{i + 1}={g}" for i, g in enumerate(tests))
+    legend = "  ".join(f"T{i + 1}={g}" + (" (extra credit)" if _is_extra(results[0], g) else "")
+                       for i, g in enumerate(tests))
     return "\n".join(lines + ["", legend]) + "\n"
 
 
