@@ -21,6 +21,7 @@ one) so that grading shows the reason.
 This module runs in commands that run no student code (collect, zip_collect): it imports
 nothing of the sandbox and nothing heavy at import time.
 """
+import contextlib
 import errno
 import fnmatch
 import glob
@@ -753,17 +754,7 @@ class SafeExtractor(ExtractorPlugin):
                     why = "加密的成员，未解压 (encrypted member: not extracted)"
                 else:
                     why = self._member_problem(info.filename, kind, info.file_size, info.compress_size)
-                if why:
-                    self._refuse(f"{shown}/{info.filename}", why, os.path.join(dest, info.filename))
-                    continue
-                parts = [p for p in info.filename.split("/") if p not in ("", ".")]
-                if not parts:
-                    continue
-                if kind == "dir":
-                    os.close(self._open_parent(root, parts))
-                    continue
-                with zf.open(info) as stream:
-                    self._member(root, parts, stream, dest, depth, f"{shown}/{info.filename}")
+                self._place(root, dest, depth, shown, info.filename, kind, why, lambda: zf.open(info))
         finally:
             os.close(root)
 
@@ -790,18 +781,24 @@ class SafeExtractor(ExtractorPlugin):
                     why = self._member_problem(member.name, kind, member.size)
                 if why:
                     self._bytes += member.size  # skipping it reads it all the same
-                    self._refuse(f"{shown}/{member.name}", why, os.path.join(dest, member.name))
-                    continue
-                parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                if not parts:
-                    continue
-                if kind == "dir":
-                    os.close(self._open_parent(root, parts))
-                    continue
-                stream = tf.extractfile(member)
-                self._member(root, parts, stream, dest, depth, f"{shown}/{member.name}")
+                self._place(root, dest, depth, shown, member.name, kind, why, lambda: tf.extractfile(member))
         finally:
             os.close(root)
+
+    def _place(self, root, dest, depth, shown, name, kind, why, open_stream):
+        """One member of an archive: refused with `why`, a folder made, or a file written from
+        open_stream() (without following a link on the way: _member)."""
+        if why:
+            self._refuse(f"{shown}/{name}", why, os.path.join(dest, name))
+            return
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts:
+            return
+        if kind == "dir":
+            os.close(self._open_parent(root, parts))
+            return
+        with contextlib.closing(open_stream()) as stream:
+            self._member(root, parts, stream, dest, depth, f"{shown}/{name}")
 
     def _member(self, root, parts, stream, dest, depth, shown):
         mapped = os.path.join(dest, *parts)
