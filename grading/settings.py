@@ -68,13 +68,15 @@ def configure_nbgrader(c, course_root, refuse_now=False):
     - the autograde steps of grading/nbsteps/ (rebuild from the release, the locked-down
       kernel within the student's budget, sanitizing, the verdicts, extra credit);
     - the feedback steps and the offline feedback page (grading/nbsteps/feedback.py), on
-      GenerateFeedback's own exporter only: the formgrader's exporter keeps its template.
+      GenerateFeedback's own exporter;
+    - the formgrader's manual-grading page with MathJax from the course, not a CDN
+      (grading/nbsteps/formgrade.py), on the exporter nbgrader builds for the formgrader.
     """
     import os
 
     from grading.jail import sandbox
     from grading.nbsteps import autograde_steps, feedback_steps, sanitize_steps
-    from grading.nbsteps.feedback import configure_exporter
+    from grading.nbsteps import feedback, formgrade
 
     Grading(config=c).export(course_root)
     if refuse_now:
@@ -87,4 +89,5 @@ def configure_nbgrader(c, course_root, refuse_now=False):
     c.Autograde.sanitize_preprocessors = sanitize_steps()
     c.Autograde.autograde_preprocessors = autograde_steps()
     c.GenerateFeedback.preprocessors = feedback_steps()
-    configure_exporter(c.GenerateFeedback.HTMLExporter)
+    feedback.configure_exporter(c.GenerateFeedback.HTMLExporter)
+    formgrade.configure_exporter(c, course_root)

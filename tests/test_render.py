@@ -414,6 +414,35 @@ def test_the_feedback_page_allows_only_its_own_scripts(tmp_path):
         assert needle in feedback.MATHJAX_CONFIG
 
 
+@pytest.mark.fast
+def test_the_formgrader_page_loads_nothing_from_a_cdn(tmp_path):
+    """The formgrader's manual-grading page, as the course configures nbgrader's exporter:
+    nbgrader's page (its scripts, score buttons) with MathJax inlined, no CDN."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+    from grading.nbsteps import formgrade
+    c = Config()
+    c.HTMLExporter.template_name = "formgrade"  # what nbgrader's FormgradeExtension sets, then the course's config
+    c.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    formgrade.configure_exporter(c, tmp_path)
+    fake = tmp_path / "tex-svg.js"
+    fake.write_text("window.fakeMathJax = 1;")
+    c.FormgradePage.mathjax = str(fake)
+    resources = {"assignment_id": ASSIGNMENT, "notebook_id": ASSIGNMENT, "submission_id": "s1", "index": 0,
+                 "total": 1, "base_url": "/user/t", "student": "s", "last_name": None, "first_name": None,
+                 "notebook_path": f"autograded/s/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"}
+    page, _ = HTMLExporter(config=c).from_filename(str(ROOT / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+                                                   resources=resources)
+    soup = BeautifulSoup(page, "html.parser")
+    sources = [s["src"] for s in soup.find_all("script", src=True)]
+    assert sources and all(src.startswith("/user/t/formgrader/static/") for src in sources), sources
+    inline = [s.string or "" for s in soup.find_all("script", src=False)]
+    assert "window.fakeMathJax = 1;" in inline and formgrade.STARTUP_SIGNAL in inline
+    assert inline.index(formgrade.STARTUP_SIGNAL) > inline.index("window.fakeMathJax = 1;")
+    assert "cdnjs" not in page and soup.select("button.full-credit")  # nbgrader's page, whole
+
+
 # --- CappedExecute: per cell, per notebook, sanitized ----------------------------------------------------
 
 class _FakeKernel:
@@ -695,6 +724,8 @@ def test_the_formgrader_page_runs_no_student_script(hostile_course, tmp_path):
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 _block_all_but(context, [base], outside)
                 page = context.new_page()
+                errors = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
                 # the instructor's session: logged in once (the cookie is the server's, path /) ...
                 page.goto(f"{base}/api/status?token={token}")
                 # ... then grading the written answer of this submission
@@ -702,6 +733,12 @@ def test_the_formgrader_page_runs_no_student_script(hostile_course, tmp_path):
                 page.wait_for_selector(".nbgrader_cell", timeout=60_000)
                 page.wait_for_load_state("load")
                 page.wait_for_timeout(3000)  # anything of the student's would have run by now
+                # Offline, as in a classroom: the math is typeset with the course's MathJax, and
+                # nbgrader's formgrade.js got through its start-up (keyboard shortcuts and all).
+                page.wait_for_function("document.querySelectorAll('.text_cell_render mjx-container svg').length > 5",
+                                       timeout=60_000)
+                assert page.evaluate("formgrader.loaded && !!formgrader.keyboard_manager") is True, errors
+                assert errors == [], errors
                 assert page.evaluate("typeof window.__pwned") == "undefined"
                 assert page.title() != "pwned"
                 assert "1×1 卷积层相当于" in page.inner_text("body")  # the answer is there to grade
@@ -717,5 +754,6 @@ def test_the_formgrader_page_runs_no_student_script(hostile_course, tmp_path):
                 assert pwned.exists() and "control" in pwned.read_text(), log_path.read_text()[-3000:]
             finally:
                 browser.close()
-        assert not [u for u in outside if "127.0.0.1:9/" in u and not u.endswith("/control")], outside
+        # nothing asked for the network (no CDN), but the control call itself
+        assert [u for u in outside if not u.endswith("127.0.0.1:9/control")] == [], outside
     pwned.unlink(missing_ok=True)

@@ -14,6 +14,8 @@ Feedback:
     sanitize.SanitizeNotebook   again (notebooks graded before it existed)
     feedback.HideHiddenTests    no hidden test code and no traceback in the student's feedback
     feedback.OfflineFeedbackPage  MathJax inlined, a Content-Security-Policy, tables laid out
+The formgrader's manual-grading page:
+    formgrade.FormgradePage     MathJax inlined, not from a CDN (nbgrader's page otherwise)
 """
 
 

@@ -8,7 +8,7 @@ comment line and every error traceback by the exception's name and message. The
 messages of the hidden asserts are written for students, so a failed hidden test still
 says what went wrong.
 
-`OfflineFeedbackPage` (the last step) and the template grading/templates/feedback_offline/
+`OfflineFeedbackPage` (the last step) and the template grading/nbsteps/templates/feedback_offline/
 make the page itself safe and self-contained: a Content-Security-Policy that allows no
 network at all and scripts only by their hash, MathJax 3 (`es5/tex-svg.js` of the npm
 package `mathjax3` in node_modules/, SVG output: no font files) inlined and configured to
@@ -122,12 +122,17 @@ def _read_mathjax(path):
     return _MATHJAX[key]
 
 
+def mathjax_scripts(mathjax_path):
+    """[MathJax's configuration, MathJax 3] as inline scripts, or [] when `mathjax_path` is None."""
+    return [MATHJAX_CONFIG, _read_mathjax(Path(mathjax_path))] if mathjax_path else []
+
+
 def page_resources(mathjax_path):
     """What the template `feedback_offline` puts in the page's head: the CSP and the scripts.
 
     {"csp": "...", "scripts": [config, mathjax] (or [] without MathJax), "math": bool}
     """
-    scripts = [MATHJAX_CONFIG, _read_mathjax(Path(mathjax_path))] if mathjax_path else []
+    scripts = mathjax_scripts(mathjax_path)
     sources = " ".join(script_hash(s) for s in scripts) or "'none'"
     return {"csp": CSP.format(scripts=sources), "scripts": scripts, "math": bool(scripts)}
 
