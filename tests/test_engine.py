@@ -147,3 +147,19 @@ def test_commands_name_the_assignment_or_say_which_there_are(course):
     proc = subprocess.run([sys.executable, "-m", "grading", "--course", str(course), "run-one", "--student", "x"],
                           cwd=course, env=venv_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "say which one" in proc.stderr and "channels, padding" in proc.stderr
+
+
+@pytest.mark.fast
+def test_the_engine_names_no_assignment_and_its_map_names_every_module():
+    """grading/ knows no assignment (no `channels`, no corr2d function: those live in
+    source/channels/), and docs/grading.md's map names every module of grading/ and tools/."""
+    import re
+    naming = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "grading").rglob("*"))
+              if p.is_file() and p.suffix in {".py", ".j2", ".json", ".md"}
+              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+              if re.search(r"channels|corr2d", line, re.I)]
+    assert naming == [], naming
+    doc = (ROOT / "docs" / "grading.md").read_text(encoding="utf-8")
+    unnamed = [str(p.relative_to(ROOT)) for top in ("grading", "tools") for p in sorted((ROOT / top).rglob("*.py"))
+               if p.name != "__init__.py" and f"`{p.name}`" not in doc and f"{p.stem}." not in doc]
+    assert unnamed == [], f"docs/grading.md does not name {unnamed}"
