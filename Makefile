@@ -8,7 +8,8 @@ PY        := $(BIN)/python
 # nbgrader shells out to alembic: the venv's bin must come first on PATH.
 export PATH := $(BIN):$(PATH)
 JOBS      ?=
-# A=name: one assignment (source/<name>/) for grade, feedback and report; default: every one.
+# A=name: one assignment (source/<name>/) for grade and feedback; default: every one. `make report`
+# always writes every assignment's page and the course's.
 A         ?=
 ASSIGNMENTS = $(patsubst source/%/,%,$(sort $(dir $(wildcard source/*/*.ipynb))))
 

@@ -91,8 +91,12 @@ class Course:
         self.notebook_id = release[0].stem
         self.release = nbformat.read(release[0], as_version=4)
         self.contract = load_contract(self.root, assignment)
-        #: the engine's settings (nbgrader_config.py's c.Grading), or the ones given (a worker gets its parent's)
+        #: the engine's settings (nbgrader_config.py's c.Grading), or the ones given (a worker gets
+        #: its parent's, `--allow-unsandboxed` included)
         self.settings = settings if settings is not None else Grading(config=self.config)
+        # Loading nbgrader_config.py exported its own settings for the kernel launcher: the
+        # ones given win, in this process and in every worker.
+        self.settings.export(self.root)
         self.state = self.root / STATE_DIR / assignment
 
     @property
@@ -181,17 +185,25 @@ def _hash_tree(h, folder, label):
             h.update(f"special {stat.S_IFMT(st.st_mode)}".encode())
 
 
-def fingerprint(root, assignment, student):
-    """Changes when the submission, the course files or the grading code change."""
+def course_digest(root, assignment):
+    """What every student's grade of `assignment` depends on: the course's files of it, its
+    configuration, nbgrader and the whole engine (any change regrades)."""
     from importlib.metadata import version
     root = Path(root)
     h = hashlib.sha256(f"nbgrader {version('nbgrader')}\n".encode())
-    _hash_tree(h, root / "submitted" / student / assignment, "submitted")
     _hash_tree(h, root / "source" / assignment, "source")
     _hash_tree(h, root / "release" / assignment, "release")
-    _hash_tree(h, Path(__file__).resolve().parent, "grading")  # the whole engine: any change regrades
+    _hash_tree(h, Path(__file__).resolve().parent, "grading")
     config = root / "nbgrader_config.py"
     h.update(config.read_bytes() if config.exists() else b"-")
+    return h.hexdigest()
+
+
+def fingerprint(root, assignment, student, course=None):
+    """Changes when the submission or what the grade depends on changes (`course`: the
+    course_digest, computed once for a whole batch)."""
+    h = hashlib.sha256((course or course_digest(root, assignment)).encode())
+    _hash_tree(h, Path(root) / "submitted" / student / assignment, "submitted")
     return h.hexdigest()
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import nbformat
 
+from grading.cells import grade_id as grade_id_of
+
 #: Every sample submission gets the same time stamp, so that refilling and regrading
 #: a class gives the same gradebook.
 TIMESTAMP = "2025-03-03 09:00:00.000000 UTC"
@@ -94,10 +96,6 @@ def _body(kind, lines):
     return "\n".join(lines).strip("\n")
 
 
-def _grade_id(cell):
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def fill_notebook(release_nb, sample_path):
     """Return a copy of the release notebook with the sample's sections filled in.
 
@@ -108,7 +106,7 @@ def fill_notebook(release_nb, sample_path):
         release_nb = nbformat.read(str(release_nb), as_version=4)
     nb = nbformat.from_dict(release_nb)  # deep copy: the release notebook stays as it was
     sample_path = Path(sample_path)
-    by_id = {_grade_id(cell): cell for cell in nb.cells if _grade_id(cell)}
+    by_id = {grade_id_of(cell): cell for cell in nb.cells if grade_id_of(cell)}
     solutions = [gid for gid, cell in by_id.items() if cell.metadata["nbgrader"].get("solution")]
 
     anchor = None  # the cell after which a student's own cell goes
@@ -121,7 +119,7 @@ def fill_notebook(release_nb, sample_path):
             own += 1
             new = make(source, id=f"own-cell-{own}")  # fixed ids: refilling gives the same file
             if anchor is None:
-                first = next(i for i, cell in enumerate(nb.cells) if _grade_id(cell) in solutions)
+                first = next(i for i, cell in enumerate(nb.cells) if grade_id_of(cell) in solutions)
                 nb.cells.insert(first, new)
             else:
                 nb.cells.insert(next(i for i, cell in enumerate(nb.cells) if cell is anchor) + 1, new)

@@ -80,18 +80,21 @@ def forget(course, student):
     """Remove the student's submission; return {grade_id: manual grading} to keep.
 
     Manual scores, extra credit and comments survive only for answers whose text is
-    unchanged (`write` compares the answer hashes).
+    unchanged (`write` compares the answer hashes). An extra-credit test cell's extra credit
+    is grading's, not the instructor's: it is graded again.
     """
     from nbgrader.api import MissingEntry
     kept = {}
+    graded_extra = course.contract.extra_credit
     with open_gradebook(course) as gb:
         try:
             nb = gb.find_submission_notebook(course.notebook_id, course.assignment, student)
         except MissingEntry:
             return kept
         for grade in nb.grades:
-            if grade.manual_score is not None or grade.extra_credit is not None:
-                kept.setdefault(grade.name, {}).update(manual_score=grade.manual_score, extra_credit=grade.extra_credit)
+            extra = None if grade.name in graded_extra else grade.extra_credit
+            if grade.manual_score is not None or extra is not None:
+                kept.setdefault(grade.name, {}).update(manual_score=grade.manual_score, extra_credit=extra)
         for comment in nb.comments:
             if comment.manual_comment:
                 kept.setdefault(comment.name, {})["manual_comment"] = comment.manual_comment
@@ -114,8 +117,8 @@ def write(course, result, comments, kept, old_answers):
             gb.remove_submission(course.assignment, result.student)
         except MissingEntry:
             pass
-        extra = {"timestamp": result.timestamp} if result.timestamp else {}
-        gb.add_submission(course.assignment, result.student, **extra)
+        stamp = {"timestamp": result.timestamp} if result.timestamp else {}
+        gb.add_submission(course.assignment, result.student, **stamp)
         nb = gb.find_submission_notebook(course.notebook_id, course.assignment, result.student)
         nb.late_submission_penalty = result.late_penalty
 

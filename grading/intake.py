@@ -56,6 +56,9 @@ INTAKE_LIMITS = {
 }
 #: The file the intake writes into a collected folder; a student's own file of that name is refused.
 INTAKE_FILE = "intake.json"
+#: Files of a submission folder that the grader writes or reads as facts (what intake refused,
+#: nbgrader's time stamp): a student's file never takes one of these names at zip_collect.
+RESERVED_NAMES = (INTAKE_FILE, "timestamp.txt")
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -276,9 +279,10 @@ def _capped(items):
                                                        f"({len(items) - cap} more refused)"}]
 
 
-def _make_folders(trusted, rel_parts, mode=0o700):
-    """Create trusted/rel_parts... as real folders (no link followed); return the last one's fd."""
-    fd = os.open(trusted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _make_folders(start, rel_parts, mode=0o700):
+    """Create start/rel_parts... as real folders (no link followed); return the last one's fd.
+    `start`: a trusted folder's path, or an fd of one (left open)."""
+    fd = os.dup(start) if isinstance(start, int) else os.open(start, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in rel_parts:
             try:
@@ -617,16 +621,18 @@ class SafeExtractor(ExtractorPlugin):
     def _refuse(self, shown, why, mapped=None):
         self._refused.append((shown, why, mapped))
 
-    def _student_of(self, path):
+    def _groups(self, path):
+        """What the course's collector reads from an extracted file's path ({} when nothing)."""
         collector = getattr(self.parent, "collector_plugin_inst", None)
-        if not path or collector is None:
-            return None
-        regexp = getattr(collector, "named_regexp", "")
+        regexp = getattr(collector, "named_regexp", "") if path else ""
         try:
             match = re.match(regexp, path) if regexp else None
         except re.error:
             match = None
-        student = match.groupdict().get("student_id") if match else None
+        return match.groupdict() if match else {}
+
+    def _student_of(self, path):
+        student = self._groups(path).get("student_id")
         return student if safe_id(student) else None
 
     def _report(self):
@@ -656,25 +662,9 @@ class SafeExtractor(ExtractorPlugin):
         app.process_extracted_files = process_extracted_files  # after the transfer, which clears the folder
 
     # -- writing
-    def _open_parent(self, root_fd, parts):
-        fd = os.dup(root_fd)
-        try:
-            for part in parts:
-                try:
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                nfd = os.open(part, _OPEN_DIR, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     def _write(self, root_fd, parts, stream, limit):
         """Write `stream` to root/parts (new file, no link followed); return bytes written or raise Refused."""
-        parent = self._open_parent(root_fd, parts[:-1])
+        parent = _make_folders(root_fd, parts[:-1])
         try:
             out = os.open(parts[-1], _CREATE, 0o600, dir_fd=parent)
             written = 0
@@ -795,13 +785,19 @@ class SafeExtractor(ExtractorPlugin):
         if not parts:
             return
         if kind == "dir":
-            os.close(self._open_parent(root, parts))
+            os.close(_make_folders(root, parts))
             return
         with contextlib.closing(open_stream()) as stream:
             self._member(root, parts, stream, dest, depth, f"{shown}/{name}")
 
     def _member(self, root, parts, stream, dest, depth, shown):
         mapped = os.path.join(dest, *parts)
+        # the name zip_collect would give it in submitted/ (nbgrader: file_id's stem + the file's extension)
+        collected = os.path.splitext(self._groups(mapped).get("file_id") or "")[0] + os.path.splitext(mapped)[1]
+        if collected in RESERVED_NAMES:  # it would pass for the grader's own file
+            self._refuse(shown, f"{collected} 是评分系统保留的文件名，未解压 "
+                                "(a name the grader reserves: not extracted)", mapped)
+            return
         try:
             written = self._write(root, parts, stream, min(self.max_member_bytes, self._budget_left()))
         except Refused as e:

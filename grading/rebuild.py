@@ -21,7 +21,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading import intake
-from grading.cells import grade_id, is_answer, nbgrader_meta as _flags  # noqa: F401 (re-exported)
+from grading.cells import grade_id, is_answer, nbgrader_meta as _flags, source as _source
 
 #: Files larger than this are not notebooks anyone meant to hand in (never read beyond it).
 MAX_BYTES = intake.INTAKE_LIMITS["file_bytes"]
@@ -64,11 +64,6 @@ def _kind(cell):
     if _flags(cell).get("grade"):
         return "测试单元 (test cell)"
     return "说明单元 (instruction cell)"
-
-
-def _source(cell):
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
 
 
 def _blank(cell):

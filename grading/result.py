@@ -101,6 +101,17 @@ class Verdict:
                                    for p in test.parts])
 
 
+def all_failing(contract, message, category):
+    """{grade_id: verdict dict} with every test cell of `contract` failed for one reason."""
+    return {t.grade_id: Verdict.failing(t, message, category).to_dict() for t in contract.tests}
+
+
+def over_budget_reason(seconds=None):
+    """Why every test cell scores 0 when a student's grading ran past the budget of `seconds` (the rule)."""
+    limit = f" {seconds:g} 秒的" if seconds else "的"
+    return f"超过每位学生{limit}评分时间上限，所有测试记 0 分 (over the grading time budget: every test scores 0)"
+
+
 @dataclass
 class Outcome:
     """What grading one submission brought back to the parent process (data only)."""

@@ -6,16 +6,14 @@
 The settings object is passed explicitly to whatever needs it. Environment variables are
 used only where a process boundary leaves no other way — the kernel launcher that
 jupyter_client starts (grading/jail/sandbox.py) — and then through one function each way:
-`Grading.environ()` writes them, `sandbox.jail_settings()` reads them.
+`Grading.environ()` writes them, `jail/env.py`'s `jail_settings()` reads them.
 """
 import json
 
 from traitlets import Bool, Float, Integer
 from traitlets.config import Configurable
 
-#: The one variable that carries the jail's settings across the kernel launcher's process boundary.
-JAIL_ENV = "GRADING_JAIL"
-GiB, MiB = 2**30, 2**20
+from grading.jail.env import DEFAULTS, JAIL_ENV
 
 
 class Grading(Configurable):
@@ -27,9 +25,9 @@ class Grading(Configurable):
     verify_seconds = Float(300, help="Verification of one notebook (within the student's budget).").tag(config=True)
     verify_call_seconds = Float(30, help="One call of a student's function in the verifier's child.").tag(config=True)
     verify_setup_seconds = Float(120, help="Starting the child and running the student's cells.").tag(config=True)
-    memory_bytes = Integer(6 * GiB, help="Address space (RLIMIT_AS; RLIMIT_DATA with a GPU) of each jailed "
+    memory_bytes = Integer(DEFAULTS["memory"], help="Address space (RLIMIT_AS; RLIMIT_DATA with a GPU) of each jailed "
                                          "process: the kernel, the child, the verifier.").tag(config=True)
-    cpu_seconds = Integer(300, help="CPU time (RLIMIT_CPU) of each jailed process.").tag(config=True)
+    cpu_seconds = Integer(DEFAULTS["cpu"], help="CPU time (RLIMIT_CPU) of each jailed process.").tag(config=True)
     use_gpu = Bool(True, help="Pass the machine's NVIDIA GPU into the jails, when it has one.").tag(config=True)
     gpu_memory_fraction = Float(0.0, help="Fraction of the GPU's memory one jailed process may allocate "
                                            "(0: 0.9 / CPU cores).").tag(config=True)

@@ -214,8 +214,7 @@ def wrong_answers(torch, solution):
 
     def checked(fn):  # a wrong answer that does check its shapes: the failure is its own
         def answer(X, K):
-            if X.dim() != K.dim() or any(k > x for x, k in zip(X.shape[-2:], K.shape[-2:])) or (
-                    X.dim() == 3 and K.shape[-2:] != (1, 1) and fn.__name__ == "one_by_one"):
+            if X.dim() != K.dim() or any(k > x for x, k in zip(X.shape[-2:], K.shape[-2:])):
                 raise ValueError("shape")
             return fn(X, K)
         return answer

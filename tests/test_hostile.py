@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 
+import nbformat
+
 from expect import got_lost, normalise
 from conftest import ASSIGNMENT, make_course, require
-from hostile.corpus import CASES, answers_served, build
+from hostile.corpus import CASES, answers_served, build, pwned_path
 
 #: Per-cell timeout of this scratch course (the course's own is 120 s): the corpus has loops
 #: that never end, and the grading of one notebook waits this long for each of them.
@@ -102,3 +104,23 @@ def test_hostile_batch(tmp_path):
                 f"{e.status}; got {auto:g} lost={sorted(got_lost(r))} flags={r.flags} {r.status}\n"
                 f"    reasons: {r.reasons[:3]}\n    messages: { {k: v[:160] for k, v in r.messages.items()} }")
     assert not problems, f"{len(problems)} of {len(CASES)} cases graded wrongly:\n" + "\n".join(problems)
+
+    # What three cases claim beyond their score (tests/test_render.py checks the payloads one by one).
+    from grading.jail.sanitize import render_markdown
+    from grading.nbsteps.execute import MAX_NOTEBOOK_OUTPUT_BYTES  # the course's cap (nbgrader_config.py)
+    from test_render import dangers
+
+    def autograded(student):
+        return course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+    assert not pwned_path(course).exists(), "recipe_writes_file: the replay wrote into the grader's package"
+    release = (course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").stat().st_size
+    flood = autograded("print_flood").stat().st_size
+    # the cap counts the text; the notebook's JSON adds a few bytes a line (~8 % here)
+    assert flood < 1.2 * MAX_NOTEBOOK_OUTPUT_BYTES + release, f"print_flood's autograded notebook: {flood} bytes"
+    payloads = nbformat.read(autograded("html_payloads"), as_version=4)
+    outputs = [o for c in payloads.cells for o in c.get("outputs", [])]
+    assert outputs and {m for o in outputs for m in o.get("data", {})} <= {"text/plain", "text/html", "image/png"}
+    found = [d for o in outputs for d in dangers(o.get("data", {}).get("text/html", ""))]
+    found += [d for c in payloads.cells if c.cell_type == "markdown" for d in dangers(render_markdown(c.source))]
+    assert found == [], f"html_payloads: what could still run in the instructor's browser: {found}"

@@ -116,7 +116,7 @@ def test_a_linked_student_folder_is_refused(submitted):
 
 
 @pytest.mark.fast
-def test_a_linked_or_special_notebook_is_refused(submitted):
+def test_a_linked_or_special_notebook_is_refused(submitted, monkeypatch):
     folder = submitted / "s" / ASSIGNMENT
     folder.mkdir(parents=True)
     (folder / NB).symlink_to(submitted.parent / "source" / ASSIGNMENT / NB)
@@ -129,8 +129,9 @@ def test_a_linked_or_special_notebook_is_refused(submitted):
     started = time.monotonic()
     assert "named pipe" in refusal(folder).reason and time.monotonic() - started < 5
     (folder / NB).unlink()
+    monkeypatch.chdir(folder)  # a socket's path has ~100 bytes at most: bind it relative
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(folder / NB))
+        sock.bind(NB)
         assert "socket" in refusal(folder).reason
     (folder / NB).unlink()
     try:
@@ -306,6 +307,12 @@ def test_zip_collect_refuses_unsafe_members(course):
         _zip_add(zf, "bomb_20003_1_channels.ipynb", bytes(64 * 2 ** 20))   # over the member limit
         _zip_add(zf, "ratio_20004_1_channels.ipynb", bytes(8 * 2 ** 20))   # compressed ~1000 times
         _zip_add(zf, "wangfang_20452_880125_upload.zip", upload, compress=zipfile.ZIP_STORED)
+    # files that zip_collect would put in the student's folder under the grader's own names, had
+    # the course's collector accepted .json and .txt files (the setting below)
+    with zipfile.ZipFile(archive / "forged.zip", "w") as zf:
+        _zip_add(zf, "forger_20470_880140_intake.json", b'[{"path": "x", "why": "the grader is broken"}]')
+        _zip_add(zf, "forger_20470_880140_timestamp.txt", b"2025-01-01 00:00:00")
+        _zip_add(zf, "forger_20470_880140_channels.ipynb", good)
     # a tar.gz with links and a device next to an ordinary notebook
     with tarfile.open(archive / "late.tar.gz", "w:gz") as tf:
         def add(name, kind, data=b"", linkname=""):
@@ -325,8 +332,11 @@ def test_zip_collect_refuses_unsafe_members(course):
         for i in range(3):
             _zip_add(zf, f"big{i}_1_1_channels.ipynb", bytes(40 * 2 ** 20))
     config = (ROOT / "samples" / "lms" / "nbgrader_zip_config.py").read_text(encoding="utf-8")
+    config = config.replace(r"(?:-\d+)?\.ipynb$", r"(?:-\d+)?\.(?:ipynb|json|txt)$")
     (course / "zipcfg.py").write_text(config + "\nc.SafeExtractor.max_members = 30\n"
-                                      "c.SafeExtractor.max_total_bytes = 100 * 2 ** 20\n", encoding="utf-8")
+                                      "c.SafeExtractor.max_total_bytes = 100 * 2 ** 20\n"
+                                      "c.FileNameCollectorPlugin.valid_ext = ['.ipynb', '.json', '.txt']\n",
+                                      encoding="utf-8")
 
     proc = nbgrader(course, "zip_collect", ASSIGNMENT, "--ZipCollectApp.config_file=zipcfg", "--force")
     log = proc.stdout + proc.stderr
@@ -336,6 +346,12 @@ def test_zip_collect_refuses_unsafe_members(course):
     assert not Path("/tmp/abs_20001_1_channels.ipynb").exists()
     assert max(p.stat().st_size for p in downloaded.rglob("*") if p.is_file()) < 50 * 2 ** 20 + 2 ** 20
 
+    # the forger's notebook collected, the files named like the grader's refused (and said so)
+    forger = submitted / "forger" / ASSIGNMENT
+    assert sorted(os.listdir(forger)) == [NB, "intake.json"]
+    whys = sorted(i["why"] for i in intake.refused_at_intake(forger))
+    assert len(whys) == 2 and whys[0].startswith("intake.json 是评分系统保留的文件名") \
+        and whys[1].startswith("timestamp.txt 是评分系统保留的文件名") and "reserves" in whys[0], whys
     # collected: the ordinary notebooks, also the one inside the student's own zip (depth 2)
     for student in ("zhangwei", "wangfang", "liuyang"):
         assert (submitted / student / ASSIGNMENT / NB).read_bytes() == good, student
@@ -344,7 +360,7 @@ def test_zip_collect_refuses_unsafe_members(course):
     expected = {"lina": "symbolic link", "evil": "'..'", "abs": "absolute path", "pipe": "fifo",
                 "bomb": "member too large", "ratio": "zip bomb", "chen": "symbolic link", "hard": "hard link",
                 "dev": "character device"}
-    assert sorted(os.listdir(submitted)) == sorted(set(expected) | {"zhangwei", "wangfang", "liuyang"})
+    assert sorted(os.listdir(submitted)) == sorted(set(expected) | {"zhangwei", "wangfang", "liuyang", "forger"})
     for student, words in expected.items():
         folder = submitted / student / ASSIGNMENT
         assert os.listdir(folder) == ["intake.json"], student

@@ -399,6 +399,12 @@ def test_a_batch_grades_everyone_despite_broken_notebooks(course, graders):
     assert TESTS[-1] in CONTRACT.extra_credit
     assert re.search(rf"^good\s+(✓\s+){{{len(TESTS) - 1}}}\+2\s+0\s+{MAX_WITH_EXTRA:g}/20", table, re.M), table
     assert "(extra credit)" in table.splitlines()[-1]
+    # ... and so in the gradebook: 0 of 0 points, what it earned as nbgrader's extra credit
+    from nbgrader.api import Gradebook
+    bonus = CONTRACT.tests[-1]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grade = gb.find_grade(bonus.grade_id, ASSIGNMENT, ASSIGNMENT, "good")
+        assert (grade.max_score, grade.auto_score, grade.extra_credit) == (0.0, 0.0, bonus.points)
 
     # Every student, even the unreadable ones, gets feedback without hidden test code.
     nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
@@ -571,7 +577,14 @@ def test_the_fingerprint_changes_with_the_submission_only(course):
     put(course, "other", release_nb(course))
     assert fingerprint(course, ASSIGNMENT, "s") == first  # another student's change is not this one's
     put(course, "s", solved(course, corr2d=DIES))
-    assert fingerprint(course, ASSIGNMENT, "s") != first
+    second = fingerprint(course, ASSIGNMENT, "s")
+    assert second != first
+    # a batch hashes the course once: the same fingerprints
+    from grading.course import course_digest
+    assert fingerprint(course, ASSIGNMENT, "s", course_digest(course, ASSIGNMENT)) == second
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write("\n# the course's settings changed\n")
+    assert fingerprint(course, ASSIGNMENT, "s") != second
 
 
 # --- the command line ---------------------------------------------------------------------
@@ -602,6 +615,14 @@ def test_demo_grades_the_sample_class_and_writes_everything(course, graders):
     assert len((course / "grades.csv").read_text().strip().splitlines()) == 1 + len(keep)
     saved = json.loads((course / STATE / ASSIGNMENT / "report.json").read_text())
     assert sorted(r["student"] for r in saved) == sorted(keep)
+    # it ends with the class report's path; the LMS files are written from samples/roster.csv
+    from grading.reports import analytics
+    assert out.strip().splitlines()[-1] == f"班级报告 (class report): {course / analytics.COURSE_REPORT}", out[-500:]
+    assert f"班级报告 (class report): {course / analytics.report_path(ASSIGNMENT)}" in out
+    page = (course / analytics.report_path(ASSIGNMENT)).read_text(encoding="utf-8")
+    assert "textbook" in page and page.count('src="data:image/png;base64,') >= 3
+    for name in ("grades-canvas.csv", "grades-moodle.csv"):
+        assert len((course / name).read_text(encoding="utf-8").splitlines()) >= 4, name
     assert sorted(gradebook.scores(course, ASSIGNMENT)) == sorted(keep)
 
 
@@ -612,6 +633,11 @@ def test_grade_refuses_loudly_without_a_sandbox(course, tmp_path):
     proc = grading_cli(course, "grade", env=env, timeout=300)
     assert proc.returncode == 2 and "no sandbox" in proc.stderr and "bwrap" in proc.stderr
     assert not (course / "gradebook.db").exists() and not (course / "autograded").exists()
+    # Allowed on the command line (as `make demo` does without bubblewrap), the grading workers,
+    # which load nbgrader_config.py again, grade too.
+    proc = grading_cli(course, "grade", "--allow-unsandboxed", "-j", "2", env=env, timeout=600)
+    assert proc.returncode == 0 and "autograde failed" not in proc.stdout, proc.stdout + proc.stderr
+    assert sum(gradebook.scores(course, ASSIGNMENT)["good"][t][0] for t in TESTS) == MAX_WITH_EXTRA
 
 
 START_AND_WAIT = """import sys, time

@@ -207,7 +207,7 @@ def test_kernel_runs_unprivileged_under_limits(jail):
         facts""")
     uid, gid, caps, nnp, address_space, cpu, nproc = facts
     # As root: a fresh uid of its own; otherwise nobody inside a user namespace.
-    expected = sandbox.SANDBOX_UIDS <= uid < 2**31 if os.geteuid() == 0 else uid == sandbox.NOBODY
+    expected = sandbox.SANDBOX_UIDS <= uid < sandbox.SANDBOX_UIDS_END if os.geteuid() == 0 else uid == sandbox.NOBODY
     assert expected and gid == uid and (caps, nnp) == ("0000000000000000", "1")
     assert address_space == Grading().memory_bytes and cpu == Grading().cpu_seconds
     assert 0 < nproc < 100_000
@@ -286,6 +286,19 @@ def _launcher_argv(connection_file):
     spec = json.loads(kernel_json.read_text())
     return [arg.replace("{connection_file}", str(connection_file)).replace("{resource_dir}", str(kernel_json.parent))
             for arg in spec["argv"]]
+
+
+@pytest.mark.fast
+def test_sandbox_uids_fit_whatever_the_launchers_pid(monkeypatch):
+    """One uid per sandbox from the launcher's pid, even at Linux's largest pid (pid_max can be
+    2**22): inside the range the IPC check accepts, below uid_t's "no uid"."""
+    from grading.jail import sandbox
+    uids = set()
+    for pid in (1, 2_304_432, 2**22 - 1):  # 2_304_432 << 6 passed 2**31 - SANDBOX_UIDS
+        monkeypatch.setattr(os, "getpid", lambda: pid)
+        uids |= {sandbox.fresh_uid() for _ in range(64)}
+    assert len(uids) == 3 * 64
+    assert all(sandbox.SANDBOX_UIDS <= u < sandbox.SANDBOX_UIDS_END < 2**32 - 1 for u in uids)
 
 
 @pytest.mark.fast

@@ -38,6 +38,9 @@ from pathlib import Path
 
 import nbformat
 
+from grading.cells import nbgrader_meta
+from grading.course import venv_first_on_path
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "channels"
 GOAL, AIM = 1.5, 1.0  # seconds per graded submission, in units of the import floor
@@ -54,10 +57,6 @@ def bench_layer(root=ROOT, assignment=ASSIGNMENT):
     return dict(load_contract(root, assignment).policy.bench["layer"])
 
 
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def source_notebook(root=ROOT, assignment=ASSIGNMENT):
     return nbformat.read(str(Path(root) / "source" / assignment / f"{assignment}.ipynb"), as_version=4)
 
@@ -71,17 +70,17 @@ def reference_functions(source_nb):
     """Execute the source notebook's code cells except the tests; return the names they define."""
     namespace = {}
     for cell in source_nb.cells:
-        if cell.cell_type == "code" and not _nbgrader(cell).get("grade"):
-            exec(compile(answer(cell), f"<{_nbgrader(cell).get('grade_id', 'cell')}>", "exec"), namespace)
+        if cell.cell_type == "code" and not nbgrader_meta(cell).get("grade"):
+            exec(compile(answer(cell), f"<{nbgrader_meta(cell).get('grade_id', 'cell')}>", "exec"), namespace)
     return namespace
 
 
 def reference_submission(source_nb, release_nb):
     """The release notebook with every answer cell holding the reference solution."""
-    solutions = {_nbgrader(c)["grade_id"]: answer(c) for c in source_nb.cells if _nbgrader(c).get("solution")}
+    solutions = {nbgrader_meta(c)["grade_id"]: answer(c) for c in source_nb.cells if nbgrader_meta(c).get("solution")}
     nb = nbformat.from_dict(release_nb)
     for cell in nb.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
+        grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in solutions:
             cell.source = solutions[grade_id]
     return nb
@@ -261,8 +260,7 @@ def main(argv=None):
     if args.operators_only:
         print_operators(operator_rows(reference_functions(source_notebook()), args.quick))
         return 0
-    # nbgrader shells out to `alembic`: the venv's bin must be on PATH, as `make` puts it.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    venv_first_on_path()  # nbgrader shells out to `alembic`
     n = args.n or (2 if args.quick else 8)
 
     source_nb = source_notebook()

@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from grading.cells import is_test, nbgrader_meta
+from grading.course import venv_first_on_path
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "channels"
 DRY_ENV = "GPU_CHECK_DRY_RUN"
@@ -188,10 +191,8 @@ def grade_run(course, students, jobs, settings):
 
 
 def test_cells(course):
-    import nbformat
-    nb = nbformat.read(str(course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"), as_version=4)
-    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+    from grading.contract import load_contract
+    return load_contract(course, ASSIGNMENT).test_ids
 
 
 def kernel_devices(course):
@@ -306,8 +307,8 @@ def tf32_session(course, order, emulate=False, cells=None):
             for name in ("corr2d_multi_in_out_1x1", "corr2d_multi_in_out_fast"):
                 namespace[name] = emulate_tf32(namespace[name])
         for cell in source_nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type != "code" or not meta.get("grade") or (cells and meta["grade_id"] not in cells):
+            meta = nbgrader_meta(cell)
+            if not is_test(cell) or (cells and meta["grade_id"] not in cells):
                 continue
             try:
                 exec(compile(answer(cell), f"<tf32 {meta['grade_id']}>", "exec"), namespace)
@@ -333,7 +334,7 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the scratch course (its path is printed)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    venv_first_on_path()  # nbgrader shells out to `alembic`
     started = time.perf_counter()
     if args.dry_run:  # before CUDA is first asked: the grader's process too stays on the CPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""

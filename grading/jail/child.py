@@ -98,15 +98,18 @@ def tracer_class(torch, forbidden, hits):
             number = len(self.alive) if number is None else number
             self.numbers[id(t)] = number
             self.alive.append(t)  # keeps id() unique while the call is traced
-            if _layout(t) is not None:
-                self.views.setdefault(_layout(t), number)
+            layout = _layout(t)
+            if layout is not None:
+                self.views.setdefault(layout, number)
             return number
 
         def arg(self, value):
             if isinstance(value, torch.Tensor):
-                if id(value) not in self.numbers and _layout(value) in self.views.keys() - {None}:
+                if id(value) not in self.numbers:
                     # nn.Parameter(t), t.data, from_numpy(t.numpy()): the same memory, no operation
-                    self._number(value, self.views[_layout(value)])
+                    alias = self.views.get(_layout(value))  # the views hold no None layout
+                    if alias is not None:
+                        self._number(value, alias)
                 if id(value) in self.numbers:
                     return {"t": "ref", "v": self.numbers[id(value)]}
                 self.constants.append(encode(value, self.blobs, torch))

@@ -12,7 +12,7 @@ import os
 #: The one variable that carries the jail's settings across the launcher's process boundary.
 JAIL_ENV = "GRADING_JAIL"
 GiB = 2**30
-#: What a jail gets when nobody said otherwise (grading/settings.py has the same defaults).
+#: What a jail gets when nobody said otherwise (grading/settings.py's defaults are these).
 DEFAULTS = {"course": "", "allow_unsandboxed": False, "use_gpu": True, "gpu_memory_fraction": 0.0,
             "memory": 6 * GiB, "cpu": 300}
 

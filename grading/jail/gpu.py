@@ -192,7 +192,7 @@ def gpu_summary():
 def _gpu_off(reason):
     """Grade on the CPU from now on in this process (the GPU's binds could not be made).
 
-    The verifier, outside the jail, then stays on the CPU too (in this process's workers,
+    The verifier's jail then stays on the CPU too (in this process's workers,
     which start after this and read CUDA_VISIBLE_DEVICES when CUDA starts).
     """
     global _GPU_OFF

@@ -124,9 +124,7 @@ def work(op, inputs, outputs):
     shapes = [tuple(int(d) for d in t.shape) for t in inputs]
     moved = sum(_numel(t) for t in inputs) + sum(_numel(t) for t in outputs)
     if name in MATMUL and len(shapes) >= 2:
-        a, b = shapes[-2], shapes[-1]
-        if name in ("addmm", "baddbmm", "addbmm", "addmv") and len(shapes) >= 3:
-            a, b = shapes[-2], shapes[-1]
+        a, b = shapes[-2], shapes[-1]  # addmm & co.: the bias comes first
         if len(a) == 2 and len(b) == 2:        # (n, k) @ (k, m)
             return a[0] * a[1] * b[1] + moved
         if len(a) == 3 and len(b) == 3:        # (batch, n, k) @ (batch, k, m)

@@ -67,6 +67,9 @@ NOBODY = 65534
 #: RLIMIT_NPROC (counted per real uid) then bounds each sandbox alone, so one
 #: submission's fork bomb cannot starve the sandbox of the next one graded in parallel.
 SANDBOX_UIDS = 2_000_000_000
+#: ... up to here: pids stay below Linux's PID_MAX_LIMIT (2**22), 64 uids per launcher pid,
+#: so the range ends below 2**32 - 1 (uid_t's "no uid") however high pid_max is set.
+SANDBOX_UIDS_END = SANDBOX_UIDS + (2**22 << 6)
 
 GiB, MiB = 2**30, 2**20
 #: Per-process limits besides memory and CPU time (c.Grading.memory_bytes, cpu_seconds: the
@@ -521,7 +524,7 @@ def _prepare_ipc_directory(path, uid):
     """
     st = os.lstat(path)
     if _as_root():
-        ours = st.st_uid == 0 or SANDBOX_UIDS <= st.st_uid < 2**31
+        ours = st.st_uid == 0 or SANDBOX_UIDS <= st.st_uid < SANDBOX_UIDS_END
     else:
         ours = st.st_uid == os.getuid()
     if not (os.path.isdir(path) and not os.path.islink(path) and ours and not st.st_mode & 0o077):

@@ -18,7 +18,7 @@ nothing reaches a notebook the pipeline writes without passing here first:
     sanitize_notebook(nb)       all of the above over a notebook, plus the untrusted cell
                                 metadata of the student's own cells; returns what was removed
 
-grading/jail/sandbox.py's CappedExecute runs `sanitize_output` on each output as it arrives,
+grading/nbsteps/execute.py's CappedExecute runs `sanitize_output` on each output as it arrives,
 the autograde step `SanitizeNotebook` (grading/nbsteps/) and the feedback run
 `sanitize_notebook` over the notebook. The verdict tables the pipeline writes into test
 cells afterwards are its own (their texts are escaped where they are made) and are left

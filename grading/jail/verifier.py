@@ -297,7 +297,7 @@ def _student_exception(error, function):
     name = name if _IDENTIFIER.match(name) else "Exception"
     message = str(error.get("message", ""))[:MAX_MESSAGE]
     cls = getattr(builtins, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Exception)) or cls is ProtocolError:
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
         cls = type(name, (StudentError,), {})
     try:
         exc = cls(message)

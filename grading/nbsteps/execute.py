@@ -65,6 +65,10 @@ class CappedExecute(Execute):
         config=True)
     # Widget state goes into the notebook's metadata, unsanitized: not kept.
     store_widget_state = Bool(False).tag(config=True)
+    # After a cell's reply, its output still queued must arrive within this (nbclient: 4 s), or
+    # nbgrader gives up on the notebook, as it must for a kernel that ignores the interrupt. A
+    # flooding cell, interrupted on a busy machine, can take longer than 4 s to drain.
+    iopub_timeout = Integer(15).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._counting, self._bytes, self._notebook_bytes = None, 0, 0

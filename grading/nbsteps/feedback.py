@@ -106,9 +106,23 @@ def script_hash(text):
 _MATHJAX = {}
 
 
-def find_mathjax(*roots):
-    """The path of MathJax 3's tex-svg.js under the first of `roots` that has it, or None."""
-    return next((p for p in (Path(r) / MATHJAX_FILE for r in roots if r) if p.is_file()), None)
+#: The pages already warned about a missing MathJax (once per process, not once per student).
+_WARNED = set()
+
+
+def find_mathjax(configured, course_root, log, page):
+    """MathJax 3's tex-svg.js for `page`: the `configured` file, else node_modules/ of the
+    course, then the one next to the engine; None (and one warning per page) when there is none."""
+    if configured:
+        found = Path(configured) if Path(configured).is_file() else None
+    else:
+        found = next((p for p in (Path(r) / MATHJAX_FILE for r in (course_root, ENGINE_ROOT) if r)
+                      if p.is_file()), None)
+    if found is None and page not in _WARNED:
+        _WARNED.add(page)
+        log.warning("MathJax 3 not found (%s; `npm ci` in the course installs it): the %s shows math as TeX",
+                    configured or MATHJAX_FILE, page)
+    return found
 
 
 def _read_mathjax(path):
@@ -146,16 +160,9 @@ class OfflineFeedbackPage(NbGraderPreprocessor):
 
     mathjax = Unicode("", help="MathJax 3's es5/tex-svg.js; empty: node_modules/ of the course").tag(config=True)
     display_data_priority = List(NbGraderPreprocessor.display_data_priority.default_value).tag(config=True)
-    _warned = False
 
     def preprocess(self, nb, resources):
-        path = Path(self.mathjax) if self.mathjax else find_mathjax(self._course_root(), ENGINE_ROOT)
-        if path is not None and not path.is_file():
-            path = None
-        if path is None and not OfflineFeedbackPage._warned:
-            OfflineFeedbackPage._warned = True
-            self.log.warning("MathJax 3 not found (%s under the course; `make feedback` or `npm ci` installs it): "
-                             "the feedback shows math as TeX", MATHJAX_FILE)
+        path = find_mathjax(self.mathjax, self._course_root(), self.log, "feedback")
         resources["offline_page"] = page_resources(path)
         return nb, resources
 

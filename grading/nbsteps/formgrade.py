@@ -12,12 +12,11 @@ that give formgrade.js the start-up signal of MathJax 2 it listens for. Without
 node_modules/ only those lines are inlined: the page works and math stays TeX.
 """
 import os
-from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
-from grading.nbsteps.feedback import ENGINE_ROOT, TEMPLATES, find_mathjax, mathjax_scripts
+from grading.nbsteps.feedback import TEMPLATES, find_mathjax, mathjax_scripts
 
 #: formgrade.js calls `MathJax.Hub.Startup.signal.Interest(f)` and scrolls to the selected
 #: input when f gets "End"; MathJax 3 says the same with a promise.
@@ -45,10 +44,7 @@ class FormgradePage(Preprocessor):
     course_root = Unicode("", help="the course folder (nbgrader_config.py's)").tag(config=True)
 
     def preprocess(self, nb, resources):
-        path = Path(self.mathjax) if self.mathjax else find_mathjax(self.course_root, ENGINE_ROOT)
-        if path is not None and not path.is_file():
-            self.log.warning("MathJax 3 not found at %s: the formgrader shows math as TeX", path)
-            path = None
+        path = find_mathjax(self.mathjax, self.course_root, self.log, "formgrader")
         resources["offline_page"] = {"scripts": formgrade_scripts(path)}
         return nb, resources
 

@@ -18,8 +18,24 @@ from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Unicode
 
 from grading.categories import label as category_label
-from grading.cells import is_test
+from grading.cells import grade_id, is_test
 from grading.nbsteps.rebuild import coursedir_of
+
+
+def put_verdicts(nb, contract, verdicts, why, category):
+    """Each test cell's verdict into its outputs, or where there is none (`verdicts` None or
+    without it) every part failed with `why` (grading fails closed); {grade_id: verdict put}."""
+    from grading.result import Verdict
+    placed = {}
+    for cell in nb.cells:
+        gid = grade_id(cell) if is_test(cell) else None
+        test = next((t for t in contract.tests if t.grade_id == gid), None) if gid else None
+        if test is None:
+            continue
+        verdict = (verdicts or {}).get(gid) or Verdict.failing(test, why, category).to_dict()
+        cell.outputs = verdict_outputs(verdict, test.extra)
+        placed[gid] = verdict
+    return placed
 
 
 def verdict_outputs(verdict, extra=False):
@@ -72,28 +88,18 @@ class ApplyVerdicts(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         from grading.contract import load_contract
-        from grading.result import Verdict
+        from grading.result import over_budget_reason
         info = resources["nbgrader"]
         root = Path(coursedir_of(self).root)
         contract = load_contract(root, info["assignment"])
-        category = "verifier_failed"
         if info.get("over_budget"):
-            verdicts, why, category = None, ("超过每位学生的评分时间上限，所有测试记 0 分 (over the grading time budget: "
-                                             "every test scores 0)"), "timeout"
+            verdicts, why, category = None, over_budget_reason(), "timeout"
         else:
-            verdicts, why = self._verdicts(nb, root, info, contract)
-        for cell in nb.cells:
-            if not is_test(cell):
-                continue
-            gid = cell.metadata.nbgrader.get("grade_id")
-            test = next((t for t in contract.tests if t.grade_id == gid), None)
-            if test is None:
-                continue
-            verdict = (verdicts or {}).get(gid) or \
-                Verdict.failing(test, why or "没有独立验证的结果 (no verdict)", category).to_dict()
-            cell.outputs = verdict_outputs(verdict, test.extra)
-            if test.extra:  # for SaveGrades: nbgrader's own scoring knows no extra credit
-                info.setdefault("extra_credit", {})[gid] = float(verdict["score"])
+            (verdicts, why), category = self._verdicts(nb, root, info, contract), "verifier_failed"
+        placed = put_verdicts(nb, contract, verdicts, why or "没有独立验证的结果 (no verdict)", category)
+        for test in contract.tests:
+            if test.extra and test.grade_id in placed:  # for SaveGrades: nbgrader's scoring knows no extra credit
+                info.setdefault("extra_credit", {})[test.grade_id] = float(placed[test.grade_id]["score"])
         return nb, resources
 
     def _verdicts(self, nb, root, info, contract):

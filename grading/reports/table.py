@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 
 from grading.course import STATE_DIR
-from grading.result import FLAGS
+from grading.result import FLAGS, QUIET_FLAGS
 
 REASON_WIDTH = 48
 
@@ -82,7 +82,7 @@ def attention(results):
     out = []
     for r in results:
         if r.needs_attention:
-            why = [FLAGS.get(f, f) for f in r.flags if f != "late"]
+            why = [FLAGS.get(f, f) for f in r.flags if f not in QUIET_FLAGS]
             out.append((r.student, why + [x for x in r.reasons if x not in why]))
     return out
 

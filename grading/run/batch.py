@@ -21,7 +21,7 @@ import os
 import sys
 
 from grading import gradebook
-from grading.course import Course, fingerprint, read_json, students_in, venv_first_on_path, write_json
+from grading.course import Course, course_digest, fingerprint, read_json, students_in, venv_first_on_path, write_json
 from grading.result import StudentResult, reconcile
 
 
@@ -84,12 +84,12 @@ def grade(course_root, assignment, students=None, jobs=None, regrade=False, prog
     root = os.path.realpath(course_root)
     course = Course(root, assignment, settings)
     check_sandbox(course.settings)
-    course.settings.export(root)  # the kernel launcher reads the jail's settings from here
     students = sorted(set(students)) if students else students_in(root, assignment)
     if not students:
         return []
     state = read_json(course.state / "state.json", {})
-    fingerprints = {s: fingerprint(root, assignment, s) for s in students}
+    digest = course_digest(root, assignment)
+    fingerprints = {s: fingerprint(root, assignment, s, digest) for s in students}
     if regrade or any(state.get(s) != fp for s, fp in fingerprints.items()):
         warm_up()  # the workers' imports, in the background while the gradebook is prepared
     gradebook.prepare(course, students)

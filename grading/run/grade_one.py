@@ -27,9 +27,9 @@ import nbformat
 
 from grading import gradebook, intake
 from grading.cells import grade_id, is_answer, is_test
-from grading.nbsteps.verdicts import verdict_outputs, write_verdicts
+from grading.nbsteps.verdicts import put_verdicts, write_verdicts
 from grading.rebuild import Note, SubmissionError, load_submission, rebuild
-from grading.result import Outcome, Verdict
+from grading.result import Outcome, all_failing, over_budget_reason
 
 
 def _answers(nb):
@@ -152,12 +152,7 @@ def write_fallback(course, student, rebuilt, reason, verdicts):
     """The graded notebook for feedback when nbgrader produced none: the notebook that was
     graded, headed by the reason, with the verdicts (or failures) in its test cells."""
     nb = copy.deepcopy(rebuilt)
-    for cell in nb.cells:
-        if is_test(cell):
-            test = course.contract.test(grade_id(cell))
-            verdict = (verdicts or {}).get(test.grade_id) or \
-                Verdict.failing(test, reason, "broken_notebook" if verdicts is None else "verifier_failed").to_dict()
-            cell.outputs = verdict_outputs(verdict, test.extra)
+    put_verdicts(nb, course.contract, verdicts, reason, "broken_notebook" if verdicts is None else "verifier_failed")
     header = nbformat.v4.new_markdown_cell(
         "**自动评分没有完成 (autograding did not finish)**\n\n"
         f"原因 (reason)：{reason}\n\n"
@@ -259,9 +254,8 @@ def grade_submission(course, student, template, send=None, jails=None):
 
 def over_budget(course, student, outcome, rebuilt):
     """The student took longer than the budget: every test cell 0, with the reason (fail closed)."""
-    reason = (f"超过每位学生 {course.settings.student_seconds:g} 秒的评分时间上限，所有测试记 0 分 "
-              "(over the grading time budget: every test scores 0)")
-    verdicts = {t.grade_id: Verdict.failing(t, reason, "timeout").to_dict() for t in course.contract.tests}
+    reason = over_budget_reason(course.settings.student_seconds)
+    verdicts = all_failing(course.contract, reason, "timeout")
     outcome = dataclasses.replace(outcome, status="failed", verdicts=verdicts, reasons=[reason] + list(outcome.reasons),
                                   flags=list(outcome.flags) + ["over_budget", "autograde_failed"])
     write_fallback(course, student, rebuilt, reason, verdicts)
@@ -273,7 +267,7 @@ def failed_outcome(course, student, reason, flags, partial=None):
     over the budget, every test cell scores 0 with `reason`)."""
     outcome = dataclasses.replace(partial) if partial else Outcome(student)
     if "over_budget" in flags:
-        outcome.verdicts = {t.grade_id: Verdict.failing(t, reason, "timeout").to_dict() for t in course.contract.tests}
+        outcome.verdicts = all_failing(course.contract, reason, "timeout")
     outcome.status = "failed"
     outcome.flags = list(outcome.flags) + flags + ["autograde_failed"]
     outcome.reasons = [reason] + list(outcome.reasons)

@@ -15,6 +15,8 @@ import traceback
 from collections import deque
 from multiprocessing.connection import wait
 
+from grading.result import over_budget_reason
+
 #: Imported once by the fork server, before it forks the workers (each would pay ~5 s of CPU).
 #: torch._dynamo: the verifier's first meta-tensor size check imports it (and sympy), ~2-3 s.
 PRELOAD = ["grading.run.grade_one", "grading.nbsteps.execute", "grading.nbsteps.verdicts", "grading.jail.zygote",
@@ -170,20 +172,21 @@ class Pool:
             for i, w in enumerate(workers):
                 lost = self._check(w, budget, on_done)
                 if lost:
+                    flag, why = lost
                     w.kill()
                     if w.student:
                         # Over the budget: every test 0 (the rule); a worker that died keeps the
                         # verdicts it had already sent.
-                        over = "limit" in lost
-                        on_done(failed_outcome(self.course, w.student, lost, ["over_budget" if over else "kernel_died"],
-                                               None if over else w.partial))
+                        over = flag == "over_budget"
+                        on_done(failed_outcome(self.course, w.student, why, [flag], None if over else w.partial))
                     elif not w.ready:
                         raise RuntimeError(f"a grading worker could not start; see {self.course.state / 'logs'}")
                     workers[i] = _Worker(self.ctx, self.course, self.template, i, self._jail(i))
 
     @staticmethod
     def _check(w, budget, on_done):
-        """Read what worker `w` sent; return why it is lost (died, over the time limit) or None."""
+        """Read what worker `w` sent; return (flag, why) when it is lost (kernel_died: it died,
+        over_budget: past the time limit), else None."""
         try:
             while w.parent_conn.poll():
                 kind, data = w.parent_conn.recv()
@@ -195,11 +198,11 @@ class Pool:
                     on_done(data)
                     w.student = None
         except (EOFError, OSError):
-            return "评分进程意外退出 (grading worker died)"
+            return "kernel_died", "评分进程意外退出 (grading worker died)"
         if not w.proc.is_alive():
-            return "评分进程意外退出 (grading worker died)"
+            return "kernel_died", "评分进程意外退出 (grading worker died)"
         if w.student and time.monotonic() > w.deadline:
-            return f"超过每位学生 {budget:.0f} 秒的评分时间上限，所有测试记 0 分 (grading time limit exceeded)"
+            return "over_budget", over_budget_reason(budget)
         return None
 
     def close(self):
